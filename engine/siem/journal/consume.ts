@@ -1,0 +1,102 @@
+import type { Journal, JournalRecord } from "./contract.js";
+
+export interface ConsumeOptions {
+  /** Records per handler call. Default 1000. */
+  batch?: number;
+  /** Delay before retrying a batch whose handler threw. Default 1000 ms (doubles up to 30 s). */
+  retryMs?: number;
+  /** Told about handler failures (the batch is retried, never skipped). */
+  onError?: (err: unknown, records: readonly JournalRecord[]) => void;
+}
+
+export interface Consumer {
+  readonly name: string;
+  /** The last seq handled and committed. */
+  position(): number;
+  /** Resolves once the consumer has handled everything appended so far (tests, draining). */
+  idle(): Promise<void>;
+  /** Stops after the batch in hand is handled and committed. */
+  stop(): Promise<void>;
+}
+
+/**
+ * The one consumer loop that the indexers, detector and sealer share: read
+ * after the durable cursor, hand the batch to `handler`, commit the cursor only
+ * once the handler resolved (at-least-once: a crash replays from the cursor, so
+ * handlers must be idempotent), then wait for the next append.
+ */
+export function consume(
+  journal: Journal,
+  name: string,
+  handler: (records: JournalRecord[]) => Promise<void> | void,
+  opts: ConsumeOptions = {},
+): Consumer {
+  const batch = opts.batch ?? 1000;
+  const retryBase = opts.retryMs ?? 1000;
+  let pos = journal.cursor(name);
+  let stopped = false;
+  let wake: (() => void) | undefined;
+  let idleWaiters: (() => void)[] = [];
+  let signalled = false;
+  const unsubscribe = journal.onAppend(() => {
+    signalled = true;
+    wake?.();
+  });
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        wake = undefined;
+        resolve();
+      }, ms);
+      wake = () => {
+        clearTimeout(t);
+        wake = undefined;
+        resolve();
+      };
+    });
+
+  const loop = (async () => {
+    let retry = retryBase;
+    while (!stopped) {
+      signalled = false;
+      const records = journal.read(pos, batch);
+      if (records.length === 0) {
+        const waiters = idleWaiters;
+        idleWaiters = [];
+        for (const w of waiters) w();
+        // onAppend may have fired between read and here; otherwise sleep until it does.
+        if (!signalled && !stopped) await sleep(60_000);
+        continue;
+      }
+      try {
+        await handler(records);
+      } catch (err) {
+        opts.onError?.(err, records);
+        if (!stopped) await sleep(retry);
+        retry = Math.min(retry * 2, 30_000);
+        continue;
+      }
+      retry = retryBase;
+      const last = records[records.length - 1]!.seq;
+      journal.commitCursor(name, last);
+      pos = last;
+    }
+  })();
+
+  return {
+    name,
+    position: () => pos,
+    idle() {
+      if (pos >= journal.lastSeq()) return Promise.resolve();
+      return new Promise((r) => idleWaiters.push(r));
+    },
+    async stop() {
+      stopped = true;
+      unsubscribe();
+      wake?.();
+      await loop;
+      for (const w of idleWaiters) w();
+      idleWaiters = [];
+    },
+  };
+}

@@ -1,0 +1,10 @@
+/**
+ * The journal: the durable, ordered log between ingest and every consumer
+ * (indexers, detector, sealer). `openJournal` gives the SQLite implementation
+ * of the shared contract; `consume` is the loop every consumer runs.
+ */
+export type { Journal, JournalRecord, NormalizedEvent } from "./contract.js";
+export { openJournal, LocalJournal } from "./journal.js";
+export type { JournalOptions, JournalStats } from "./journal.js";
+export { consume } from "./consume.js";
+export type { Consumer, ConsumeOptions } from "./consume.js";
