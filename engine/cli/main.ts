@@ -4,6 +4,7 @@
  * its own module here, parses with node:util parseArgs, calls the capability's
  * public surface and prints; exit codes follow DESIGN.md §3 (2 = usage).
  */
+import { realpathSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 
 export interface Command {
@@ -49,7 +50,16 @@ export async function runCli(argv: string[]): Promise<number> {
 /** A usage error: printed with the usage line, exit 2. */
 export class UsageError extends Error {}
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+function invokedDirectly(): boolean {
+  // npm links the bin through node_modules/.bin, so compare real paths.
+  try {
+    return import.meta.url === pathToFileURL(realpathSync(process.argv[1] ?? "")).href;
+  } catch {
+    return false;
+  }
+}
+
+if (invokedDirectly()) {
   runCli(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;

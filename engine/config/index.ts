@@ -17,3 +17,5 @@ export { parseCidr, cidrContainsIp, cidrContainsCidr, ipBytes, dnsMatches, dnsWi
 export { USAGE_MAX_VALIDITY, MAX_RULE_WINDOW, isEd25519PublicKey } from "./semantic.js";
 export { packageRoot, schemasDir } from "./paths.js";
 export * from "./types.js";
+export { planChanges, judge } from "./plan.js";
+export type { Plan, Change, Verdict } from "./plan.js";

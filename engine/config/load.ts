@@ -1,3 +1,4 @@
+import { placementOf } from "./kinds.js";
 import { parseFile } from "./parse.js";
 import type { ParsedFile } from "./parse.js";
 import { validateSchema } from "./schema.js";
@@ -24,10 +25,13 @@ export interface LoadResult {
 export function loadSnapshot(snapshot: Snapshot): LoadResult {
   const errors: Diagnostic[] = [];
   const good: ParsedFile[] = [];
+  const broken = new Set<string>();
   for (const raw of snapshot.files) {
     const parsed = parseFile(raw);
     if (!parsed.ok) {
       errors.push(...parsed.errors);
+      const placement = placementOf(raw.path);
+      if (placement && "kind" in placement) broken.add(`${placement.kind}/${placement.id}`);
       continue;
     }
     const file = parsed.file;
@@ -36,10 +40,12 @@ export function loadSnapshot(snapshot: Snapshot): LoadResult {
     if (typeof id === "string" && id !== file.stem) {
       schemaErrors.unshift({ ...file.at.value(["id"]), message: `id \`${id}\` must equal the file name \`${file.stem}\``, kind: file.kind, id });
     }
-    if (schemaErrors.length) errors.push(...schemaErrors);
-    else good.push(file);
+    if (schemaErrors.length) {
+      errors.push(...schemaErrors);
+      broken.add(`${file.kind}/${file.stem}`);
+    } else good.push(file);
   }
-  errors.push(...checkSemantics(good));
+  errors.push(...checkSemantics(good, broken));
   errors.sort(byPosition);
   if (errors.length) return { revision: snapshot.revision, errors, files: snapshot.files.length };
   return { revision: snapshot.revision, state: buildState(snapshot.revision, good), errors, files: snapshot.files.length };

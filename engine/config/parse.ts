@@ -86,7 +86,8 @@ export function parseFile(file: SnapshotFile): ParseResult {
     const lp = e.linePos?.[0] ?? pos(e.pos[0]);
     errors.push(diag(lp, yamlMessage(e.code, e.message)));
   }
-  if (errors.length > 0) return { ok: false, errors };
+  // One clear error per malformed file: after the first, YAML errors are mostly echoes of it.
+  if (errors.length > 0) return { ok: false, errors: [first(errors)] };
 
   visit(doc, {
     Node(_key, node) {
@@ -109,7 +110,7 @@ export function parseFile(file: SnapshotFile): ParseResult {
       }
     },
   });
-  if (errors.length > 0) return { ok: false, errors };
+  if (errors.length > 0) return { ok: false, errors: [first(errors)] };
 
   if (!isMap(doc.contents)) {
     const r = (doc.contents as { range?: [number, number, number] } | null)?.range;
@@ -126,6 +127,7 @@ export function parseFile(file: SnapshotFile): ParseResult {
 function yamlMessage(code: string, message: string): string {
   const first = message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "");
   if (code === "DUPLICATE_KEY") return "duplicate key: each key may appear once in a mapping";
+  if (code === "TAG_RESOLVE_FAILED") return `${first.replace(/^Unresolved tag: /, "tag ")} is not allowed in config files`;
   return first.charAt(0).toLowerCase() + first.slice(1);
 }
 
@@ -212,4 +214,8 @@ function lineColOfByte(b: Uint8Array, offset: number): { line: number; col: numb
   }
   const col = Buffer.from(b.subarray(lineStart, offset)).toString("utf8").length + 1;
   return { line, col };
+}
+
+function first(errors: Diagnostic[]): Diagnostic {
+  return errors.reduce((a, b) => (b.line < a.line || (b.line === a.line && b.col < a.col) ? b : a));
 }

@@ -13,7 +13,7 @@ let validators: Map<string, ValidateFunction> | undefined;
 
 function compileAll(): Map<string, ValidateFunction> {
   // `x-message` is our own annotation: the sentence an error shows for a pattern or range.
-  const ajv = new Ajv2020({ allErrors: true, strict: true, allowUnionTypes: true });
+  const ajv = new Ajv2020({ allErrors: true, strict: true, allowUnionTypes: true, verbose: true });
   ajv.addVocabulary(["x-message"]);
   const dir = schemasDir();
   const names = readdirSync(dir).filter((f) => f.endsWith(".schema.json"));

@@ -33,7 +33,7 @@ const DAY = 86_400_000;
  * the node that is wrong; each check runs on what exists so one broken
  * reference does not hide the next problem.
  */
-export function checkSemantics(files: readonly ParsedFile[]): Diagnostic[] {
+export function checkSemantics(files: readonly ParsedFile[], broken: ReadonlySet<string> = new Set()): Diagnostic[] {
   const out: Diagnostic[] = [];
   const byKind = new Map<Kind, Map<string, ParsedFile>>();
   for (const f of files) {
@@ -48,8 +48,11 @@ export function checkSemantics(files: readonly ParsedFile[]): Diagnostic[] {
     m.set(id, f);
   }
   const get = (k: Kind) => byKind.get(k) ?? new Map<string, ParsedFile>();
+  // A reference into a file that already failed is reported there, not again at every user.
+  const muted = (kind: Kind, id: string) => broken.has(`${kind}/${id}`);
   const ctx: Ctx = {
     out,
+    muted,
     issuers: get("issuer"),
     profiles: get("profile"),
     pinSets: get("pinset"),
@@ -69,6 +72,7 @@ export function checkSemantics(files: readonly ParsedFile[]): Diagnostic[] {
 
 interface Ctx {
   out: Diagnostic[];
+  muted(kind: Kind, id: string): boolean;
   issuers: Map<string, ParsedFile>;
   profiles: Map<string, ParsedFile>;
   pinSets: Map<string, ParsedFile>;
@@ -100,8 +104,11 @@ function checkIssuers(ctx: Ctx): void {
     const first = [...ctx.issuers.values()][0]!;
     ctx.out.push(diag(first, ["parent"], "no root issuer: exactly one issuer must have no `parent`"));
   }
-  for (const extra of roots.slice(1)) {
-    ctx.out.push(diag(extra, ["id"], `second root issuer: \`${(roots[0]!.value as IssuerDoc).id}\` (${roots[0]!.path}) is already the root; give this one a \`parent\``));
+  // The offline root is the one to keep; any other parentless issuer is the mistake.
+  const keep = roots.find((f) => (f.value as IssuerDoc).offline) ?? roots[0];
+  for (const extra of roots) {
+    if (extra === keep) continue;
+    ctx.out.push(diag(extra, ["id"], `second root issuer: \`${(keep!.value as IssuerDoc).id}\` (${keep!.path}) is already the root; give this one a \`parent\``));
   }
   for (const f of ctx.issuers.values()) {
     const doc = f.value as IssuerDoc;
@@ -115,7 +122,7 @@ function checkIssuers(ctx: Ctx): void {
     if (doc.parent === undefined) continue;
     const parentFile = ctx.issuers.get(doc.parent);
     if (!parentFile) {
-      ctx.out.push(diag(f, ["parent"], `parent issuer \`${doc.parent}\` does not exist (profiles/issuers/${doc.parent}.yaml)`));
+      if (!ctx.muted("issuer", doc.parent)) ctx.out.push(diag(f, ["parent"], `parent issuer \`${doc.parent}\` does not exist (profiles/issuers/${doc.parent}.yaml)`));
       continue;
     }
     const cycle = findCycle(ctx, doc.id);
@@ -174,8 +181,8 @@ function checkProfile(ctx: Ctx, f: ParsedFile): void {
   const issuerFile = ctx.issuers.get(p.issuer);
   const issuer = issuerFile?.value as IssuerDoc | undefined;
   if (!issuer) {
-    ctx.out.push(diag(f, ["issuer"], `issuer \`${p.issuer}\` does not exist (profiles/issuers/${p.issuer}.yaml)`));
-  } else if (issuer.parent === undefined || issuer.offline) {
+    if (!ctx.muted("issuer", p.issuer)) ctx.out.push(diag(f, ["issuer"], `issuer \`${p.issuer}\` does not exist (profiles/issuers/${p.issuer}.yaml)`));
+  } else if (issuer.offline) {
     ctx.out.push(diag(f, ["issuer"], `issuer \`${p.issuer}\` is the offline root; end-entity profiles must use an online intermediate`));
   }
   const limit = USAGE_MAX_VALIDITY[p.usage];
@@ -243,8 +250,9 @@ function checkProfile(ctx: Ctx, f: ParsedFile): void {
   }
   if (p.pin_set !== undefined) {
     const ps = ctx.pinSets.get(p.pin_set);
-    if (!ps) ctx.out.push(diag(f, ["pin_set"], `pin set \`${p.pin_set}\` does not exist (pins/${p.pin_set}.yaml)`));
-    else if ((ps.value as PinSetDoc).profile !== p.id) {
+    if (!ps) {
+      if (!ctx.muted("pinset", p.pin_set)) ctx.out.push(diag(f, ["pin_set"], `pin set \`${p.pin_set}\` does not exist (pins/${p.pin_set}.yaml)`));
+    } else if ((ps.value as PinSetDoc).profile !== p.id) {
       ctx.out.push(diag(f, ["pin_set"], `pin set \`${p.pin_set}\` belongs to profile \`${(ps.value as PinSetDoc).profile}\`, not \`${p.id}\``));
     }
   }
@@ -264,7 +272,7 @@ function checkPinSet(ctx: Ctx, f: ParsedFile): void {
   const s = f.value as PinSetDoc;
   const profileFile = ctx.profiles.get(s.profile);
   if (!profileFile) {
-    ctx.out.push(diag(f, ["profile"], `profile \`${s.profile}\` does not exist (profiles/${s.profile}.yaml)`));
+    if (!ctx.muted("profile", s.profile)) ctx.out.push(diag(f, ["profile"], `profile \`${s.profile}\` does not exist (profiles/${s.profile}.yaml)`));
   } else {
     const prof = profileFile.value as ProfileDoc;
     for (const [i, host] of s.hosts.entries()) {
@@ -373,12 +381,12 @@ function checkLogic(ctx: Ctx, f: ParsedFile, base: PathSegment[], cond: unknown)
       } else if (op === "in_list") {
         const list = args[1];
         if (typeof list !== "string") ctx.out.push(diag(f, at, "in_list takes [value, \"list-id\"]"));
-        else if (!ctx.lists.has(list)) ctx.out.push(diag(f, at, `list \`${list}\` does not exist (detections/lists/${list}.yaml)`));
+        else if (!ctx.lists.has(list) && !ctx.muted("list", list)) ctx.out.push(diag(f, at, `list \`${list}\` does not exist (detections/lists/${list}.yaml)`));
       } else if (op === "pin_retired") {
         // The pin set may come from the event itself ({var: extra.pin_set}); a literal must exist.
         const set = args[1];
         if (typeof set !== "string" && !(typeof set === "object" && set !== null)) ctx.out.push(diag(f, at, "pin_retired takes [pin, \"pin-set-id\" or {var: field}]"));
-        else if (typeof set === "string" && !ctx.pinSets.has(set)) ctx.out.push(diag(f, at, `pin set \`${set}\` does not exist (pins/${set}.yaml)`));
+        else if (typeof set === "string" && !ctx.pinSets.has(set) && !ctx.muted("pinset", set)) ctx.out.push(diag(f, at, `pin set \`${set}\` does not exist (pins/${set}.yaml)`));
       }
     },
   });
@@ -407,7 +415,7 @@ function checkPolicies(ctx: Ctx): Set<string> {
         clientIds.set(c.id, f);
         checkIdentity(ctx, f, ["clients", i, "identity"], c.identity);
         c.profiles.forEach((id, j) => {
-          if (!ctx.profiles.has(id)) ctx.out.push(diag(f, ["clients", i, "profiles", j], `profile \`${id}\` does not exist (profiles/${id}.yaml)`));
+          if (!ctx.profiles.has(id) && !ctx.muted("profile", id)) ctx.out.push(diag(f, ["clients", i, "profiles", j], `profile \`${id}\` does not exist (profiles/${id}.yaml)`));
         });
         (c.names?.ip ?? []).forEach((r, j) => {
           if (!parseCidr(r)) ctx.out.push(diag(f, ["clients", i, "names", "ip", j], `\`${r}\` is not an IP range in CIDR notation`));
@@ -449,7 +457,7 @@ function checkPolicies(ctx: Ctx): Set<string> {
 }
 
 function checkIdentity(ctx: Ctx, f: ParsedFile, path: PathSegment[], id: Identity): void {
-  if (!ctx.issuers.has(id.issuer)) {
+  if (!ctx.issuers.has(id.issuer) && !ctx.muted("issuer", id.issuer)) {
     ctx.out.push(diag(f, [...path, "issuer"], `issuer \`${id.issuer}\` does not exist (profiles/issuers/${id.issuer}.yaml)`));
   }
 }

@@ -1,0 +1,35 @@
+import { parseArgs } from "node:util";
+import { resolve } from "node:path";
+import { loadSnapshot, readDirSnapshot } from "../config/index.js";
+import type { Diagnostic } from "../config/index.js";
+import { UsageError } from "./main.js";
+
+export function formatDiagnostic(d: Pick<Diagnostic, "file" | "line" | "col" | "message">): string {
+  return `${d.file}:${d.line}:${d.col}: error: ${d.message}`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: { repo: { type: "string", default: "." }, format: { type: "string", default: "text" } },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}\nusage: viw validate [--repo DIR] [--format text|json]`);
+  }
+  if (values.format !== "text" && values.format !== "json") throw new UsageError(`--format must be text or json, not ${values.format}`);
+  const result = loadSnapshot(await readDirSnapshot(resolve(values.repo)));
+  if (values.format === "json") {
+    const errors = result.errors.map((e) => ({ file: e.file, line: e.line, col: e.col, message: e.message, kind: e.kind ?? null, id: e.id ?? null }));
+    process.stdout.write(JSON.stringify({ valid: result.errors.length === 0, errors }, null, 2) + "\n");
+  } else if (result.errors.length) {
+    for (const e of result.errors) process.stdout.write(formatDiagnostic(e) + "\n");
+    process.stderr.write(`${result.errors.length} error${result.errors.length === 1 ? "" : "s"} in ${new Set(result.errors.map((e) => e.file)).size} of ${result.files} files\n`);
+  } else {
+    process.stdout.write(`valid: ${result.files} files, digest ${result.state!.digest}\n`);
+  }
+  return result.errors.length ? 1 : 0;
+}
