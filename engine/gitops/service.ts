@@ -13,6 +13,8 @@ export interface Service {
   prepare(next: DesiredState, current: DesiredState | undefined): Promise<Prepared>;
   /** What /v1/status shows under services.NAME. */
   status?(): Record<string, unknown>;
+  /** Drains and releases the service's listeners and files on shutdown (SIGTERM). */
+  close?(): Promise<void> | void;
 }
 
 export interface Prepared {

@@ -1,0 +1,350 @@
+/**
+ * The reconciler (DESIGN.md §2, config flow): one revision at a time,
+ *   poll → snapshot → load/validate → plan → gate (signature, anti-rollback,
+ *   approvals) → prepare every service → commit every service,
+ * all or nothing. Any refusal leaves the applied revision serving. A refused
+ * revision is remembered and not tried again until a new revision arrives
+ * (or, for one waiting on approvals, until the approvals ref moves; or on a
+ * forced reconcile, SIGHUP).
+ */
+import { createHash } from "node:crypto";
+import type { Logger } from "pino";
+import { loadSnapshot, planChanges, type DesiredState, type Diagnostic, type Plan } from "../config/index.js";
+import { approvalsTip, countApprovals, readApprovals, type Approval } from "./approvals.js";
+import { ServiceError, type Prepared, type Service } from "./service.js";
+import type { Source } from "./source.js";
+import type { PlanSummary, Timeline, TimelineRecord } from "./timeline.js";
+import { isDescendant, treeOf, verifyCommit, type Signer } from "./trust.js";
+
+export interface Applied {
+  revision: string;
+  commit?: string;
+  tree?: string;
+  digest: string;
+  state: DesiredState;
+  appliedAt: Date;
+  trust: "signed" | "unsigned-dev";
+  signer: Signer | null;
+  approvers: Approval[];
+  bootstrap: boolean;
+  plan: PlanSummary;
+}
+
+export type Stage = "fetch" | "load" | "trust" | "rollback" | "approvals" | "prepare" | "commit";
+
+export interface Attempt {
+  revision: string;
+  ok: boolean;
+  at: Date;
+  stage?: Stage;
+  reason?: string;
+  errors: { file: string; line: number; col: number; message: string }[];
+  /** Approvals still needed (null when the revision needs none). */
+  missing_approvals: null | { required: number; have: string[]; missing: number; eligible: string[] };
+  relaxations: number;
+  durationMs: number;
+}
+
+/** An event for the event flow (policy_relaxation, config_apply), fields of DESIGN.md §5. */
+export type ConfigEvent = Record<string, unknown> & { event_id: string; timestamp: string; action: string; result: string; severity: string };
+
+export interface ReconcilerOptions {
+  source: Source;
+  services?: Service[];
+  /** Allowed-signers file; without it (dev mode only) revisions are applied unsigned. */
+  trust?: string;
+  allowRollback?: boolean;
+  timeline: Timeline;
+  logger: Logger;
+  /** Delivers config events into the event flow (the journal when the SIEM runs). */
+  emit?: (events: ConfigEvent[]) => void | Promise<void>;
+  /** Called after every attempt (metrics). */
+  observe?: (attempt: Attempt, applied: Applied | undefined) => void;
+  /** The revision this data dir last applied (from the timeline): the baseline after a restart. */
+  resume?: { revision: string; commit?: string };
+  /** Principals listed in the allowed-signers file (status: who could still approve). */
+  principals?: string[];
+}
+
+export class Reconciler {
+  applied?: Applied;
+  lastAttempt?: Attempt;
+  private readonly services: Service[];
+  private baseline?: { commit: string; state: DesiredState };
+  private refused = new Map<string, string>();
+  private announced = new Set<string>();
+  private running?: Promise<void>;
+  private again = false;
+  private forceNext = false;
+  private closed = false;
+  private readyWaiters: (() => void)[] = [];
+
+  constructor(private readonly o: ReconcilerOptions) {
+    this.services = [...(o.services ?? [])];
+  }
+
+  /** Adds a hosted service; it receives the applied state at the next revision. */
+  addService(s: Service): void {
+    this.services.push(s);
+  }
+
+  get serviceList(): readonly Service[] {
+    return this.services;
+  }
+
+  /** Resolves once a first revision is live. */
+  whenReady(): Promise<void> {
+    if (this.applied) return Promise.resolve();
+    return new Promise((r) => this.readyWaiters.push(r));
+  }
+
+  /**
+   * Schedules a reconcile; calls arriving during one coalesce into one more
+   * run after it. `force` retries a remembered refusal (SIGHUP).
+   */
+  trigger(reason: string, force = false): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    if (force) this.forceNext = true;
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      try {
+        do {
+          this.again = false;
+          const f = this.forceNext;
+          this.forceNext = false;
+          await this.runOnce(reason, f);
+        } while (this.again && !this.closed);
+      } finally {
+        this.running = undefined;
+      }
+    })();
+    return this.running;
+  }
+
+  /** Waits for the reconcile in flight (drain). */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.running;
+  }
+
+  private async runOnce(reason: string, force: boolean): Promise<void> {
+    const t0 = performance.now();
+    const log = this.o.logger;
+    let revision: string;
+    try {
+      revision = await this.o.source.poll();
+    } catch (err) {
+      this.record({ revision: this.lastAttempt?.revision ?? "", ok: false, at: new Date(), stage: "fetch", reason: (err as Error).message, errors: [], missing_approvals: null, relaxations: 0, durationMs: performance.now() - t0 });
+      log.error({ err: (err as Error).message, source: this.o.source.description }, "source update failed; the applied revision keeps serving");
+      return;
+    }
+    if (revision === this.applied?.revision) return;
+    const gitDir = this.o.source.gitDir;
+    const tip = gitDir && this.o.trust ? ((await approvalsTip(gitDir)) ?? "") : "";
+    const memo = this.refused.get(revision);
+    if (!force && memo !== undefined && (memo === "" || memo === tip)) return;
+
+    log.info({ revision, reason }, "reconciling");
+    const attempt = await this.evaluate(revision, gitDir, tip, t0);
+    this.record(attempt);
+  }
+
+  private record(a: Attempt): void {
+    this.lastAttempt = a;
+    this.o.observe?.(a, this.applied);
+  }
+
+  private refuse(revision: string, t0: number, stage: Stage, reason: string, extra: Partial<Attempt> = {}, memoKey = ""): Attempt {
+    this.refused.set(revision, memoKey);
+    this.o.logger.warn({ revision, stage, reason, errors: extra.errors?.length ? extra.errors : undefined }, "revision refused; the applied revision keeps serving");
+    return { revision, ok: false, at: new Date(), stage, reason, errors: [], missing_approvals: null, relaxations: 0, durationMs: performance.now() - t0, ...extra };
+  }
+
+  private async evaluate(revision: string, gitDir: string | undefined, tip: string, t0: number): Promise<Attempt> {
+    const o = this.o;
+    const isCommit = o.source.kind === "git" && gitDir !== undefined;
+    // Load and validate.
+    let state: DesiredState;
+    try {
+      const loaded = loadSnapshot(await o.source.snapshot(revision));
+      if (!loaded.state) {
+        const errors = loaded.errors.map(diag);
+        await this.note({ type: "refused", result: "refused", revision, commit: isCommit ? revision : undefined, reason: `invalid: ${errors.length} error(s)`, errors: errors.slice(0, 50) });
+        return this.refuse(revision, t0, "load", `${errors.length} validation error(s)`, { errors });
+      }
+      state = loaded.state;
+    } catch (err) {
+      return this.refuse(revision, t0, "load", (err as Error).message, { errors: [{ file: "", line: 0, col: 0, message: (err as Error).message }] });
+    }
+
+    // Trust: signature.
+    let signer: Signer | null = null;
+    let tree: string | undefined;
+    const trust: Applied["trust"] = o.trust ? "signed" : "unsigned-dev";
+    if (isCommit) tree = await treeOf(gitDir, revision);
+    if (o.trust) {
+      if (!isCommit) return this.refuse(revision, t0, "trust", "--trust needs a git source: a plain directory has no signatures");
+      const v = await verifyCommit(gitDir, revision, o.trust);
+      if (!v.ok) {
+        await this.note({ type: "refused", result: "refused", revision, commit: revision, tree, reason: v.reason });
+        return this.refuse(revision, t0, "trust", v.reason);
+      }
+      signer = v.signer;
+    }
+
+    // Baseline after a restart: the commit this data dir last applied.
+    if (!this.applied && !this.baseline && o.resume?.commit && isCommit) {
+      try {
+        const prev = loadSnapshot(await o.source.snapshot(o.resume.commit));
+        if (prev.state) this.baseline = { commit: o.resume.commit, state: prev.state };
+      } catch {
+        o.logger.warn({ commit: o.resume.commit }, "the previously applied commit is not in the repository; anti-rollback starts over");
+      }
+    }
+    const previous = this.applied ? { commit: this.applied.commit, state: this.applied.state } : this.baseline;
+    const resumed = !this.applied && this.baseline?.commit === revision;
+
+    // Anti-rollback.
+    if (isCommit && previous?.commit && !resumed && !o.allowRollback) {
+      if (!(await isDescendant(gitDir, previous.commit, revision))) {
+        const reason = `${revision.slice(0, 12)} is not a descendant of the applied ${previous.commit.slice(0, 12)} (rollback or force-push); restart with --allow-rollback to accept it`;
+        await this.note({ type: "refused", result: "refused", revision, commit: revision, tree, signer, reason });
+        return this.refuse(revision, t0, "rollback", reason);
+      }
+    }
+
+    // Plan and approvals.
+    const plan = planChanges(previous?.state, state);
+    const summary = summarize(plan);
+    const bootstrap = !previous;
+    let approvers: Approval[] = [];
+    let missing: Attempt["missing_approvals"] = null;
+    if (plan.relaxations > 0 && !bootstrap && !resumed) {
+      const rule = previous!.state.governance;
+      if (o.trust && isCommit && rule.approvals > 0) {
+        const verified = await readApprovals(gitDir, revision, o.trust);
+        const count = countApprovals(verified, { required: rule.approvals, approvers: rule.approvers, signer: signer ?? undefined });
+        approvers = count.counted;
+        if (count.missing > 0) {
+          const have = count.counted.map((a) => a.principal);
+          const eligible = (rule.approvers.length ? [...rule.approvers] : (o.principals ?? [])).filter((p) => p !== signer?.principal && !have.includes(p));
+          missing = { required: count.required, have, missing: count.missing, eligible };
+          const reason = `${plan.relaxations} relaxation(s) need ${count.required} approval(s) other than the signer's; ${count.missing} missing (viw approve ${revision.slice(0, 12)})`;
+          await this.announce(revision, plan, "held");
+          await this.note({ type: "refused", result: "refused", revision, commit: revision, tree, signer, plan: summary, reason, missing_approvals: count.missing, approvers });
+          return this.refuse(revision, t0, "approvals", reason, { missing_approvals: missing, relaxations: plan.relaxations }, tip);
+        }
+      }
+    }
+
+    // Prepare every service, then commit every one.
+    const current = this.applied?.state;
+    const settled = await Promise.allSettled(this.services.map((s) => s.prepare(state, current)));
+    const failures = settled.flatMap((r, i) => (r.status === "rejected" ? [{ service: this.services[i]!.name, err: r.reason as unknown }] : []));
+    if (failures.length) {
+      for (const r of settled) if (r.status === "fulfilled") safely(() => r.value.abort?.(), o.logger, "abort");
+      const errors = failures.flatMap(({ service, err }) =>
+        err instanceof ServiceError && err.diagnostics.length
+          ? err.diagnostics.map((d) => ({ ...diag(d), message: `${service}: ${d.message}` }))
+          : [{ file: "", line: 0, col: 0, message: err instanceof ServiceError ? err.message : `${service}: ${(err as Error)?.message ?? String(err)}` }],
+      );
+      await this.note({ type: "refused", result: "refused", revision, commit: isCommit ? revision : undefined, tree, signer, plan: summary, reason: `refused by ${failures.map((f) => f.service).join(", ")}`, errors });
+      return this.refuse(revision, t0, "prepare", errors.map((e) => e.message).join("; "), { errors, relaxations: plan.relaxations });
+    }
+    for (const r of settled) safely(() => (r as PromiseFulfilledResult<Prepared>).value.commit(), o.logger, "commit");
+
+    const applied: Applied = {
+      revision,
+      commit: isCommit ? revision : undefined,
+      tree,
+      digest: state.digest,
+      state,
+      appliedAt: new Date(),
+      trust,
+      signer,
+      approvers,
+      bootstrap,
+      plan: summary,
+    };
+    this.applied = applied;
+    this.baseline = undefined;
+    this.refused.clear();
+    await this.note({ type: "applied", result: "applied", revision, commit: applied.commit, tree, digest: state.digest, trust, signer, approvers, bootstrap, plan: summary, reason: resumed ? "resumed after restart" : undefined });
+    if (!resumed) await this.announce(revision, plan, "applied");
+    // The timeline head rides in the event, so the SIEM's sealed chain anchors the timeline's end.
+    await this.emit([configEvent("config_apply", revision, "success", "info", { policy_id: `digest:${state.digest}`, cmd: `applied ${revision} (${summary.changes} change(s), ${summary.relaxations} relaxation(s)); timeline head ${o.timeline.headHash}` })]);
+    o.logger.info({ revision, digest: state.digest, signer: signer?.principal, approvers: approvers.map((a) => a.principal), changes: summary.changes, relaxations: summary.relaxations, bootstrap, ms: Math.round(performance.now() - t0) }, "revision applied");
+    for (const w of this.readyWaiters.splice(0)) w();
+    return { revision, ok: true, at: applied.appliedAt, errors: [], missing_approvals: null, relaxations: plan.relaxations, durationMs: performance.now() - t0 };
+  }
+
+  /** One critical policy_relaxation event per relaxation, once per revision and outcome. */
+  private async announce(revision: string, plan: Plan, outcome: "held" | "applied"): Promise<void> {
+    const key = `${revision}:${outcome}`;
+    if (this.announced.has(key) || plan.relaxations === 0) return;
+    this.announced.add(key);
+    const events = plan.changes
+      .filter((c) => c.verdict === "relaxation")
+      .map((c) =>
+        configEvent("policy_relaxation", revision, outcome === "applied" ? "success" : "failure", "critical", {
+          policy_id: `${c.kind}/${c.id}`,
+          cmd: `${c.kind}/${c.id}${c.field ? ` ${c.field}` : ""}: ${c.change}`,
+          error_msg: c.reason,
+          error_code: outcome === "held" ? "approvals_missing" : undefined,
+          key: `${c.kind}/${c.id}/${c.field}`,
+        }),
+      );
+    await this.emit(events);
+  }
+
+  private async emit(events: ConfigEvent[]): Promise<void> {
+    if (!this.o.emit || events.length === 0) return;
+    try {
+      await this.o.emit(events);
+    } catch (err) {
+      this.o.logger.error({ err: (err as Error).message }, "config events could not be delivered");
+    }
+  }
+
+  /** Timeline entry: every applied revision, and each refusal once. */
+  private async note(r: TimelineRecord): Promise<void> {
+    try {
+      await this.o.timeline.append(r);
+    } catch (err) {
+      this.o.logger.error({ err: (err as Error).message }, "timeline append failed");
+    }
+  }
+}
+
+function diag(d: Diagnostic): { file: string; line: number; col: number; message: string } {
+  return { file: d.file, line: d.line, col: d.col, message: d.message };
+}
+
+function safely(fn: () => void, log: Logger, what: string): void {
+  try {
+    fn();
+  } catch (err) {
+    // The contract says commit/abort cannot fail; a service that breaks it must not take the daemon down.
+    log.error({ err: (err as Error).message }, `service ${what} threw`);
+  }
+}
+
+export function summarize(plan: Plan): PlanSummary {
+  return {
+    changes: plan.changes.length,
+    relaxations: plan.relaxations,
+    items: plan.changes.slice(0, 200).map((c) => ({ kind: c.kind, id: c.id, field: c.field || undefined, change: c.change, relaxation: c.verdict === "relaxation", reason: c.reason })),
+  };
+}
+
+function configEvent(action: string, revision: string, result: string, severity: string, extra: Record<string, unknown>): ConfigEvent {
+  const { key, ...fields } = extra;
+  const timestamp = new Date().toISOString();
+  const event_id = createHash("sha256").update(`${action}\0${revision}\0${result}\0${String(key ?? "")}`).digest("hex");
+  const out: ConfigEvent = { event_id, timestamp, component: "viw-engine", action, result, severity, trace_id: revision, ...fields };
+  for (const k of Object.keys(out)) if (out[k] === undefined) delete out[k];
+  return out;
+}
