@@ -1,0 +1,696 @@
+/**
+ * The detection engine: compiled rules evaluated over events in event time.
+ *
+ * Time: each event's `timestamp` drives the clock. The watermark is the
+ * largest event time seen minus the allowed lateness; an event older than the
+ * watermark is late — counted and reported, and not fed to windowed rules
+ * (their windows before the watermark may already have been pruned or fired).
+ * Absence rules fire when the watermark passes A + T; `advanceWatermark`
+ * lets a processing-time timer (or a test's `advance`) move it when the stream
+ * is quiet.
+ *
+ * Alerts fire as soon as a condition holds, once per group per suppression
+ * period, with deterministic ids so two engines fed the same events emit the
+ * same alert documents.
+ *
+ * State per rule is bounded: at most `limits.groups` groups (the oldest group
+ * is evicted first) and `limits.entries_per_group` entries per group (the
+ * oldest entry is dropped first); hitting a limit emits a `detector_limit`
+ * event. Groups whose entries all fell out of the window and whose
+ * suppression ended are evicted on a periodic sweep.
+ */
+import { createHash } from "node:crypto";
+import type { NormalizedEvent } from "../journal/contract.js";
+import type { CompiledRule } from "./rules.js";
+import { eventTime, isoTime } from "./time.js";
+
+export const DEFAULT_LATENESS_MS = 30_000;
+/** Idle groups are swept at most this often (in event time). */
+const SWEEP_EVERY_MS = 60_000;
+/** At most one limit event per rule and limit in this much event time. */
+const NOTICE_EVERY_MS = 10 * 60_000;
+
+export interface AlertInfo {
+  rule: string;
+  title: string;
+  revision: string;
+  commit: string;
+  kind: string;
+  tags: readonly string[];
+  group: Record<string, unknown>;
+  window_start: string;
+  window_end: string;
+  events: string[];
+  lists: Readonly<Record<string, string>>;
+  pin_sets: Readonly<Record<string, string>>;
+}
+
+export type AlertEvent = NormalizedEvent & { action: "alert"; alert: AlertInfo };
+
+export interface EngineOptions {
+  /** Allowed lateness of events (ms). Default 30 s. */
+  latenessMs?: number;
+  /** Wall clock for `received_at` of alerts (ms). */
+  now?: () => number;
+  onAlert: (alert: AlertEvent) => void;
+  /** Engine notices (a state limit hit). */
+  onNotice?: (event: NormalizedEvent) => void;
+}
+
+export interface RuleStats {
+  kind: string;
+  groups: number;
+  entries: number;
+  alerts: number;
+  late: number;
+  errors: number;
+  evicted: number;
+}
+
+/** What a rule's state needs from the engine. */
+interface Host {
+  readonly wm: number;
+  fire(rule: CompiledRule, state: RuleState, key: string, group: Record<string, unknown>, start: number, end: number, ids: string[]): void;
+  limit(rule: CompiledRule, state: RuleState, which: "groups" | "entries", at: number): void;
+}
+
+/** A rule's window state; kept across reloads while the rule's digest is unchanged. */
+abstract class RuleState {
+  alerts = 0;
+  late = 0;
+  errors = 0;
+  evicted = 0;
+  entries = 0;
+  readonly noticeAt = { groups: -Infinity, entries: -Infinity };
+  constructor(
+    readonly digest: string,
+    readonly kind: string,
+  ) {}
+  abstract onEvent(rule: CompiledRule, ev: NormalizedEvent, ts: number, host: Host): void;
+  onWatermark(_rule: CompiledRule, _wm: number, _host: Host): void {}
+  abstract sweep(rule: CompiledRule, wm: number): void;
+  abstract groupCount(): number;
+  /** Whether anything waits for the watermark (absence). */
+  pending(): boolean {
+    return false;
+  }
+
+  /** Gets or creates a group, evicting the oldest group when the limit is reached. */
+  protected group<G>(groups: Map<string, G>, key: string, rule: CompiledRule, host: Host, ts: number, make: () => G, size: (g: G) => number): G {
+    let g = groups.get(key);
+    if (g === undefined) {
+      if (groups.size >= rule.limits.groups) {
+        // Oldest-created first: Map iteration order is insertion order, so this is O(1).
+        const oldest = groups.keys().next().value as string;
+        this.entries -= size(groups.get(oldest)!);
+        groups.delete(oldest);
+        this.evicted++;
+        host.limit(rule, this, "groups", ts);
+      }
+      g = make();
+      groups.set(key, g);
+    }
+    return g;
+  }
+}
+
+function upperBound(a: number[], x: number): number {
+  let lo = 0, hi = a.length;
+  while (lo < hi) {
+    const m = (lo + hi) >>> 1;
+    if (a[m]! <= x) lo = m + 1;
+    else hi = m;
+  }
+  return lo;
+}
+
+function lowerBound(a: number[], x: number): number {
+  let lo = 0, hi = a.length;
+  while (lo < hi) {
+    const m = (lo + hi) >>> 1;
+    if (a[m]! < x) lo = m + 1;
+    else hi = m;
+  }
+  return lo;
+}
+
+function idOf(ev: NormalizedEvent): string {
+  return typeof ev.event_id === "string" ? ev.event_id : String(ev.event_id);
+}
+
+/** match: each matching event alerts; with group_by and a suppression, once per group per period. */
+class MatchState extends RuleState {
+  readonly until = new Map<string, number>();
+  onEvent(rule: CompiledRule, ev: NormalizedEvent, ts: number, host: Host): void {
+    if (!rule.groupKey || rule.suppressMs === 0) {
+      const key = rule.groupKey ? rule.groupKey(ev) : idOf(ev);
+      host.fire(rule, this, key, rule.groupValues(ev), ts, ts, [idOf(ev)]);
+      return;
+    }
+    const key = rule.groupKey(ev);
+    const u = this.until.get(key);
+    if (u !== undefined && ts < u) return;
+    if (u === undefined && this.until.size >= rule.limits.groups) {
+      this.until.delete(this.until.keys().next().value as string);
+      this.evicted++;
+      host.limit(rule, this, "groups", ts);
+    }
+    this.until.set(key, ts + rule.suppressMs);
+    host.fire(rule, this, key, rule.groupValues(ev), ts, ts, [idOf(ev)]);
+  }
+  sweep(_rule: CompiledRule, wm: number): void {
+    for (const [k, u] of this.until) if (u <= wm) this.until.delete(k);
+  }
+  groupCount(): number {
+    return this.until.size;
+  }
+}
+
+interface TGroup {
+  ts: number[];
+  ids: string[];
+  until: number;
+}
+
+/** threshold: count ≥ N per group within a sliding window (inclusive of both ends). */
+class ThresholdState extends RuleState {
+  readonly groups = new Map<string, TGroup>();
+  onEvent(rule: CompiledRule, ev: NormalizedEvent, ts: number, host: Host): void {
+    const key = rule.groupKey ? rule.groupKey(ev) : "";
+    const g = this.group(this.groups, key, rule, host, ts, () => ({ ts: [], ids: [], until: -Infinity }), (x) => x.ts.length);
+    const t = g.ts;
+    let i = t.length;
+    if (i === 0 || t[i - 1]! <= ts) {
+      t.push(ts);
+      g.ids.push(idOf(ev));
+    } else {
+      i = upperBound(t, ts);
+      t.splice(i, 0, ts);
+      g.ids.splice(i, 0, idOf(ev));
+    }
+    this.entries++;
+    const W = rule.windowMs;
+    const floor = host.wm - W;
+    let drop = 0;
+    while (drop < t.length && t[drop]! < floor) drop++;
+    if (t.length - drop > rule.limits.entries) {
+      drop = t.length - rule.limits.entries;
+      host.limit(rule, this, "entries", ts);
+    }
+    if (drop > 0) {
+      t.splice(0, drop);
+      g.ids.splice(0, drop);
+      this.entries -= drop;
+      i -= drop;
+      if (i < 0) return;
+    }
+    const N = rule.count;
+    if (t.length < N) return;
+    // Windows of N consecutive events that contain the new one (one candidate when events arrive in order).
+    for (let j = Math.max(0, i - N + 1); j <= i; j++) {
+      const end = j + N - 1;
+      if (end >= t.length) break;
+      if (t[end]! - t[j]! > W) continue;
+      if (t[end]! < g.until) return;
+      g.until = t[end]! + rule.suppressMs;
+      host.fire(rule, this, key, rule.groupValues(ev), t[j]!, t[end]!, g.ids.slice(j, end + 1));
+      return;
+    }
+  }
+  sweep(rule: CompiledRule, wm: number): void {
+    const floor = wm - rule.windowMs;
+    for (const [k, g] of this.groups) {
+      let drop = 0;
+      while (drop < g.ts.length && g.ts[drop]! < floor) drop++;
+      if (drop) {
+        g.ts.splice(0, drop);
+        g.ids.splice(0, drop);
+        this.entries -= drop;
+      }
+      if (g.ts.length === 0 && g.until <= wm) this.groups.delete(k);
+    }
+  }
+  groupCount(): number {
+    return this.groups.size;
+  }
+}
+
+interface DValue {
+  ts: number;
+  id: string;
+}
+interface DGroup {
+  vals: Map<string, DValue>;
+  maxTs: number;
+  until: number;
+}
+
+function valueKey(v: unknown): string {
+  return typeof v === "string" ? v : "\u0001" + JSON.stringify(v);
+}
+
+/** distinct: ≥ N distinct values of a field per group within a sliding window. */
+class DistinctState extends RuleState {
+  readonly groups = new Map<string, DGroup>();
+  onEvent(rule: CompiledRule, ev: NormalizedEvent, ts: number, host: Host): void {
+    const v = rule.distinctField!(ev);
+    if (v === null || v === undefined) return;
+    const key = rule.groupKey ? rule.groupKey(ev) : "";
+    const g = this.group(this.groups, key, rule, host, ts, () => ({ vals: new Map(), maxTs: -Infinity, until: -Infinity }), (x) => x.vals.size);
+    const vk = valueKey(v);
+    const seen = g.vals.get(vk);
+    if (seen === undefined) {
+      if (g.vals.size >= rule.limits.entries) {
+        // The least recently seen value goes first (values are re-inserted when seen again).
+        g.vals.delete(g.vals.keys().next().value as string);
+        this.entries--;
+        host.limit(rule, this, "entries", ts);
+      }
+      g.vals.set(vk, { ts, id: idOf(ev) });
+      this.entries++;
+    } else if (ts >= seen.ts) {
+      seen.ts = ts;
+      seen.id = idOf(ev);
+      g.vals.delete(vk);
+      g.vals.set(vk, seen);
+    }
+    if (ts > g.maxTs) g.maxTs = ts;
+    const N = rule.count;
+    if (g.vals.size < N) return;
+    const end = g.maxTs;
+    if (end < g.until) return;
+    const from = end - rule.windowMs;
+    const dead = host.wm - rule.windowMs;
+    let n = 0;
+    let start = Infinity;
+    for (const [k, e] of g.vals) {
+      if (e.ts < dead) {
+        g.vals.delete(k);
+        this.entries--;
+      } else if (e.ts >= from) {
+        n++;
+        if (e.ts < start) start = e.ts;
+      }
+    }
+    if (n < N) return;
+    const ids: string[] = [];
+    for (const e of g.vals.values()) if (e.ts >= from) ids.push(e.id);
+    g.until = end + rule.suppressMs;
+    host.fire(rule, this, key, rule.groupValues(ev), start, end, ids);
+  }
+  sweep(rule: CompiledRule, wm: number): void {
+    const dead = wm - rule.windowMs;
+    for (const [k, g] of this.groups) {
+      for (const [vk, e] of g.vals) {
+        if (e.ts < dead) {
+          g.vals.delete(vk);
+          this.entries--;
+        }
+      }
+      if (g.vals.size === 0 && g.until <= wm) this.groups.delete(k);
+    }
+  }
+  groupCount(): number {
+    return this.groups.size;
+  }
+}
+
+interface Run {
+  step: number;
+  start: number;
+  last: number;
+  ids: string[];
+}
+interface SGroup {
+  runs: Run[];
+  until: number;
+}
+
+/** sequence: the steps in order, each at or after the previous, all within `within` of the first, per group. */
+class SequenceState extends RuleState {
+  readonly groups = new Map<string, SGroup>();
+  onEvent(rule: CompiledRule, ev: NormalizedEvent, ts: number, host: Host): void {
+    const steps = rule.steps;
+    let matched = 0;
+    for (let s = 0; s < steps.length; s++) if (steps[s]!(ev)) matched |= 1 << s;
+    if (matched === 0) return;
+    const key = rule.groupKey ? rule.groupKey(ev) : "";
+    let g = this.groups.get(key);
+    if (g === undefined) {
+      if (!(matched & 1)) return; // nothing to continue and not a start
+      g = this.group(this.groups, key, rule, host, ts, () => ({ runs: [], until: -Infinity }), (x) => x.runs.length);
+    }
+    const within = rule.windowMs;
+    const id = idOf(ev);
+    // Advance the runs that wait for a step this event matches (each run by one step).
+    const runs = g.runs;
+    for (let r = 0; r < runs.length; r++) {
+      const run = runs[r]!;
+      if (!(matched & (1 << run.step)) || ts < run.last || ts - run.start > within) continue;
+      run.step++;
+      run.last = ts;
+      run.ids.push(id);
+      if (run.step === steps.length) {
+        runs.splice(r, 1);
+        r--;
+        this.entries--;
+        if (ts >= g.until) {
+          g.until = ts + rule.suppressMs;
+          host.fire(rule, this, key, rule.groupValues(ev), run.start, ts, run.ids);
+        }
+      }
+    }
+    if (matched & 1) {
+      if (runs.length >= rule.limits.entries) {
+        runs.shift();
+        this.entries--;
+        host.limit(rule, this, "entries", ts);
+      }
+      runs.push({ step: 1, start: ts, last: ts, ids: [id] });
+      this.entries++;
+    }
+  }
+  sweep(rule: CompiledRule, wm: number): void {
+    const floor = wm - rule.windowMs;
+    for (const [k, g] of this.groups) {
+      const before = g.runs.length;
+      g.runs = g.runs.filter((r) => r.start >= floor);
+      this.entries -= before - g.runs.length;
+      if (g.runs.length === 0 && g.until <= wm) this.groups.delete(k);
+    }
+  }
+  groupCount(): number {
+    return this.groups.size;
+  }
+}
+
+interface Pending {
+  key: string;
+  group: Record<string, unknown>;
+  at: number;
+  deadline: number;
+  id: string;
+  done: boolean;
+}
+interface AGroup {
+  pending: Pending[];
+  /** Times of recent B events, to satisfy an A that arrives after its B (out of order). */
+  seen: number[];
+  until: number;
+}
+
+/** absence: after A, no B with the same group within T; fires once the watermark passes A + T. */
+class AbsenceState extends RuleState {
+  readonly groups = new Map<string, AGroup>();
+  /** Every open wait, in deadline order. */
+  private queue: Pending[] = [];
+  private head = 0;
+  onEvent(rule: CompiledRule, ev: NormalizedEvent, ts: number, host: Host): void {
+    const isB = rule.expect!(ev);
+    const isA = rule.after!(ev);
+    if (!isA && !isB) return;
+    const key = rule.groupKey ? rule.groupKey(ev) : "";
+    let g = this.groups.get(key);
+    if (g === undefined) {
+      if (!isA) return;
+      g = this.group(this.groups, key, rule, host, ts, () => ({ pending: [], seen: [], until: -Infinity }), (x) => x.pending.length + x.seen.length);
+    }
+    const T = rule.windowMs;
+    if (isB) {
+      g.pending = g.pending.filter((p) => {
+        if (p.at <= ts && ts <= p.deadline) {
+          p.done = true;
+          this.entries--;
+          return false;
+        }
+        return true;
+      });
+      g.seen.push(ts);
+      this.entries++;
+      if (g.seen.length > rule.limits.entries) {
+        g.seen.shift();
+        this.entries--;
+      }
+    }
+    if (isA) {
+      if (g.seen.some((b) => b >= ts && b <= ts + T)) return;
+      if (g.pending.length >= rule.limits.entries) {
+        const old = g.pending.shift()!;
+        old.done = true;
+        this.entries--;
+        host.limit(rule, this, "entries", ts);
+      }
+      const p: Pending = { key, group: rule.groupValues(ev), at: ts, deadline: ts + T, id: idOf(ev), done: false };
+      g.pending.push(p);
+      this.entries++;
+      // Insert in deadline order (usually at the end).
+      const q = this.queue;
+      let i = q.length;
+      while (i > this.head && q[i - 1]!.deadline > p.deadline) i--;
+      q.splice(i, 0, p);
+    }
+  }
+  override onWatermark(rule: CompiledRule, wm: number, host: Host): void {
+    const q = this.queue;
+    while (this.head < q.length && q[this.head]!.deadline < wm) {
+      const p = q[this.head++]!;
+      if (p.done) continue;
+      p.done = true;
+      const g = this.groups.get(p.key);
+      if (g) {
+        const i = g.pending.indexOf(p);
+        if (i >= 0) {
+          g.pending.splice(i, 1);
+          this.entries--;
+        }
+        if (p.deadline < g.until) continue;
+        g.until = p.deadline + rule.suppressMs;
+      }
+      host.fire(rule, this, p.key, p.group, p.at, p.deadline, [p.id]);
+    }
+    if (this.head > 1024 && this.head * 2 > q.length) {
+      this.queue = q.slice(this.head);
+      this.head = 0;
+    }
+  }
+  sweep(rule: CompiledRule, wm: number): void {
+    const floor = wm - rule.windowMs;
+    for (const [k, g] of this.groups) {
+      const before = g.seen.length;
+      g.seen = g.seen.filter((b) => b >= floor);
+      this.entries -= before - g.seen.length;
+      if (g.pending.length === 0 && g.seen.length === 0 && g.until <= wm) this.groups.delete(k);
+    }
+  }
+  override pending(): boolean {
+    return this.head < this.queue.length;
+  }
+  groupCount(): number {
+    return this.groups.size;
+  }
+}
+
+function newState(rule: CompiledRule): RuleState {
+  switch (rule.kind) {
+    case "match":
+      return new MatchState(rule.digest, rule.kind);
+    case "threshold":
+      return new ThresholdState(rule.digest, rule.kind);
+    case "distinct":
+      return new DistinctState(rule.digest, rule.kind);
+    case "sequence":
+      return new SequenceState(rule.digest, rule.kind);
+    case "absence":
+      return new AbsenceState(rule.digest, rule.kind);
+  }
+}
+
+interface Runtime {
+  rule: CompiledRule;
+  state: RuleState;
+}
+
+const NONE: Runtime[] = [];
+
+export class Engine implements Host {
+  private runtimes: Runtime[] = [];
+  /** Rules per action: only these are offered an event with that action. */
+  private byAction = new Map<string, Runtime[]>();
+  /** Rules that do not pin down the action (offered every event but alerts). */
+  private anyAction: Runtime[] = [];
+  private withWatermark: Runtime[] = [];
+  private readonly latenessMs: number;
+  private readonly now: () => number;
+  private readonly onAlert: (a: AlertEvent) => void;
+  private readonly onNotice: (e: NormalizedEvent) => void;
+  private maxTs = -Infinity;
+  private nextSweep = -Infinity;
+  wm = -Infinity;
+  events = 0;
+  lateEvents = 0;
+  invalidEvents = 0;
+
+  constructor(rules: readonly CompiledRule[], opts: EngineOptions) {
+    this.latenessMs = opts.latenessMs ?? DEFAULT_LATENESS_MS;
+    this.now = opts.now ?? Date.now;
+    this.onAlert = opts.onAlert;
+    this.onNotice = opts.onNotice ?? (() => {});
+    this.setRules(rules);
+  }
+
+  /**
+   * Swaps the rule set. A rule whose digest (definition) is unchanged keeps its
+   * window state; a changed rule starts fresh; a removed rule's state is dropped.
+   */
+  setRules(rules: readonly CompiledRule[]): void {
+    const prev = new Map(this.runtimes.map((r) => [r.rule.id, r.state]));
+    this.runtimes = rules.map((rule) => {
+      const old = prev.get(rule.id);
+      return { rule, state: old && old.digest === rule.digest && old.kind === rule.kind ? old : newState(rule) };
+    });
+    const actions = new Set<string>();
+    for (const r of this.runtimes) for (const a of r.rule.actions ?? []) actions.add(a);
+    this.byAction = new Map();
+    for (const a of actions) {
+      // Alerts reach only rules that name the alert action (the detector never feeds on its own output otherwise).
+      this.byAction.set(a, this.runtimes.filter((r) => (r.rule.actions === null && a !== "alert") || r.rule.actions?.has(a)));
+    }
+    if (!this.byAction.has("alert")) this.byAction.set("alert", NONE);
+    this.anyAction = this.runtimes.filter((r) => r.rule.actions === null);
+    this.withWatermark = this.runtimes.filter((r) => r.rule.kind === "absence");
+  }
+
+  rules(): CompiledRule[] {
+    return this.runtimes.map((r) => r.rule);
+  }
+
+  /** Whether a rule's state object is the one it had before (tests of reload). */
+  stateOf(id: string): object | undefined {
+    return this.runtimes.find((r) => r.rule.id === id)?.state;
+  }
+
+  process(ev: NormalizedEvent): void {
+    const ts = eventTime(ev.timestamp);
+    if (ts !== ts) {
+      this.invalidEvents++;
+      return;
+    }
+    this.events++;
+    const late = ts < this.wm;
+    if (late) this.lateEvents++;
+    const action = ev.action;
+    const list =
+      typeof action === "string" ? (this.byAction.get(action) ?? this.anyAction) : action === undefined || action === null ? this.anyAction : this.runtimes;
+    for (let i = 0; i < list.length; i++) {
+      const rt = list[i]!;
+      const rule = rt.rule;
+      try {
+        if (rule.where !== undefined && !rule.where(ev)) continue;
+        if (late && rule.kind !== "match") {
+          rt.state.late++;
+          continue;
+        }
+        rt.state.onEvent(rule, ev, ts, this);
+      } catch {
+        // A condition that throws on odd input (e.g. `in` on an object) does not match; counted.
+        rt.state.errors++;
+      }
+    }
+    if (ts > this.maxTs) {
+      this.maxTs = ts;
+      const w = ts - this.latenessMs;
+      if (w > this.wm) this.advanceWatermark(w);
+    }
+  }
+
+  /** Moves the watermark (never back): absence rules whose wait ended fire; idle groups are swept. */
+  advanceWatermark(t: number): void {
+    if (!(t > this.wm)) return;
+    this.wm = t;
+    for (const rt of this.withWatermark) rt.state.onWatermark(rt.rule, t, this);
+    if (t >= this.nextSweep) {
+      for (const rt of this.runtimes) rt.state.sweep(rt.rule, t);
+      this.nextSweep = t + SWEEP_EVERY_MS;
+    }
+  }
+
+  /** Whether any absence rule waits for the watermark. */
+  hasPending(): boolean {
+    return this.withWatermark.some((r) => r.state.pending());
+  }
+
+  stats(): Record<string, RuleStats> {
+    const out: Record<string, RuleStats> = {};
+    for (const { rule, state } of this.runtimes) {
+      out[rule.id] = {
+        kind: rule.kind,
+        groups: state.groupCount(),
+        entries: state.entries,
+        alerts: state.alerts,
+        late: state.late,
+        errors: state.errors,
+        evicted: state.evicted,
+      };
+    }
+    return out;
+  }
+
+  fire(rule: CompiledRule, state: RuleState, key: string, group: Record<string, unknown>, start: number, end: number, ids: string[]): void {
+    state.alerts++;
+    const windowStart = isoTime(start);
+    const id = createHash("sha256").update(`${rule.id}\n${rule.digest}\n${key}\n${windowStart}`).digest("hex");
+    const alert: AlertEvent = {
+      event_id: id,
+      timestamp: isoTime(end),
+      received_at: isoTime(this.now()),
+      action: "alert",
+      component: "siem",
+      severity: rule.severity,
+      ...topLevel(group),
+      alert: {
+        rule: rule.id,
+        title: rule.title,
+        revision: rule.digest,
+        commit: rule.commit,
+        kind: rule.kind,
+        tags: rule.tags,
+        group,
+        window_start: windowStart,
+        window_end: isoTime(end),
+        events: ids,
+        lists: rule.lists,
+        pin_sets: rule.pinSets,
+      },
+    };
+    this.onAlert(alert);
+  }
+
+  limit(rule: CompiledRule, state: RuleState, which: "groups" | "entries", at: number): void {
+    if (at < state.noticeAt[which] + NOTICE_EVERY_MS) return;
+    state.noticeAt[which] = at;
+    const value = which === "groups" ? rule.limits.groups : rule.limits.entries;
+    const what = which === "groups" ? "groups" : "entries per group";
+    this.onNotice({
+      event_id: createHash("sha256").update(`detector_limit\n${rule.id}\n${rule.digest}\n${which}\n${at}`).digest("hex"),
+      timestamp: isoTime(at),
+      received_at: isoTime(this.now()),
+      action: "detector_limit",
+      component: "siem",
+      severity: "medium",
+      result: "failure",
+      policy_id: rule.id,
+      error_code: `${which}_limit`,
+      error_msg: `rule ${rule.id}: the limit of ${value} ${what} was reached; the oldest ${which === "groups" ? "group is" : "entry is"} evicted (raise limits.${which === "groups" ? "groups" : "entries_per_group"} if this is expected)`,
+      extra: { rule: rule.id, limit: which, value },
+    });
+  }
+}
+
+/** Group fields that are top-level event fields are copied onto the alert (dashboards filter on them). */
+function topLevel(group: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(group)) {
+    if (!k.includes(".") && k !== "alert" && k !== "action" && k !== "event_id" && k !== "timestamp" && k !== "received_at" && k !== "severity" && k !== "component") out[k] = v;
+  }
+  return out;
+}

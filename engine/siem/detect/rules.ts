@@ -1,0 +1,223 @@
+/**
+ * A rule document compiled once per revision: its conditions as closures, its
+ * group key, its durations in ms, and the actions it can possibly match (so
+ * the engine only offers a rule the events that could concern it).
+ */
+import { parseDuration } from "../../config/index.js";
+import type { DesiredState, Diagnostic, RuleDoc, RuleKind, Severity } from "../../config/index.js";
+import { compilePredicate, fieldGetter, LogicError } from "./compile.js";
+import type { CompileContext } from "./compile.js";
+
+export const DEFAULT_LIMITS = Object.freeze({ groups: 100_000, entries_per_group: 10_000 });
+
+export type Predicate = (event: unknown) => boolean;
+
+export interface CompiledRule {
+  readonly id: string;
+  readonly doc: RuleDoc;
+  readonly kind: RuleKind;
+  readonly title: string;
+  readonly severity: Severity;
+  readonly tags: readonly string[];
+  /** objectDigest("rule", id): the rule's revision; state survives a reload only while it is unchanged. */
+  readonly digest: string;
+  /** The config revision (commit) the rule was loaded from. */
+  readonly commit: string;
+  /** Digests of the lists and pin sets the rule's conditions refer to. */
+  readonly lists: Readonly<Record<string, string>>;
+  readonly pinSets: Readonly<Record<string, string>>;
+  readonly where: Predicate | undefined;
+  readonly groupBy: readonly string[];
+  /** The group key of an event (match without group_by: undefined, each event its own group). */
+  readonly groupKey: ((event: unknown) => string) | undefined;
+  readonly groupValues: (event: unknown) => Record<string, unknown>;
+  readonly windowMs: number;
+  readonly suppressMs: number;
+  readonly limits: { groups: number; entries: number };
+  /** The actions this rule can match, or null when any action may. */
+  readonly actions: ReadonlySet<string> | null;
+  readonly count: number;
+  readonly distinctField: ((event: unknown) => unknown) | undefined;
+  readonly steps: readonly Predicate[];
+  readonly after: Predicate | undefined;
+  readonly expect: Predicate | undefined;
+}
+
+export class RuleCompileError extends Error {
+  constructor(readonly diagnostics: Diagnostic[]) {
+    super(diagnostics.map((d) => `${d.file}:${d.line}:${d.col}: error: ${d.message}`).join("\n"));
+  }
+}
+
+/** A value's part of a group key: strings as themselves, anything else tagged so 5 and "5" differ. */
+function keyPart(v: unknown): string {
+  return typeof v === "string" ? v : "\u0001" + JSON.stringify(v ?? null);
+}
+
+function makeGroupKey(fields: readonly string[]): ((event: unknown) => string) | undefined {
+  const getters = fields.map(fieldGetter);
+  if (getters.length === 0) return undefined;
+  if (getters.length === 1) {
+    const g = getters[0]!;
+    return (e) => keyPart(g(e));
+  }
+  return (e) => {
+    let k = keyPart(getters[0]!(e));
+    for (let i = 1; i < getters.length; i++) k += "\u0000" + keyPart(getters[i]!(e));
+    return k;
+  };
+}
+
+/**
+ * The set of `action` values a condition can be true for, or null when it
+ * does not pin the action down. Recognises `==`/`===` and `in` against a
+ * constant, and combines through `and` (intersection) and `or` (union).
+ */
+export function actionsOf(expr: unknown): Set<string> | null {
+  if (typeof expr !== "object" || expr === null || Array.isArray(expr)) return null;
+  const keys = Object.keys(expr);
+  if (keys.length !== 1) return null;
+  const op = keys[0]!;
+  const raw = (expr as Record<string, unknown>)[op];
+  const args = Array.isArray(raw) ? raw : [raw];
+  const isActionVar = (v: unknown) => {
+    if (typeof v !== "object" || v === null) return false;
+    const p = (v as { var?: unknown }).var;
+    return Object.keys(v).length === 1 && (p === "action" || (Array.isArray(p) && p.length === 1 && p[0] === "action"));
+  };
+  if ((op === "==" || op === "===") && args.length === 2) {
+    // For a string action, `action == "x"` holds exactly when action === "x".
+    if (isActionVar(args[0]) && typeof args[1] === "string") return new Set([args[1]]);
+    if (isActionVar(args[1]) && typeof args[0] === "string") return new Set([args[0]]);
+    return null;
+  }
+  if (op === "in" && args.length === 2 && isActionVar(args[0]) && Array.isArray(args[1]) && args[1].every((x) => typeof x === "string")) {
+    return new Set(args[1] as string[]);
+  }
+  if (op === "and") {
+    let acc: Set<string> | null = null;
+    for (const a of args) {
+      const s = actionsOf(a);
+      if (s === null) continue;
+      acc = acc === null ? s : new Set([...(acc as Set<string>)].filter((x) => s.has(x)));
+    }
+    return acc;
+  }
+  if (op === "or") {
+    const acc = new Set<string>();
+    for (const a of args) {
+      const s = actionsOf(a);
+      if (s === null) return null;
+      for (const x of s) acc.add(x);
+    }
+    return acc;
+  }
+  return null;
+}
+
+function union(sets: (Set<string> | null)[]): Set<string> | null {
+  const acc = new Set<string>();
+  for (const s of sets) {
+    if (s === null) return null;
+    for (const x of s) acc.add(x);
+  }
+  return acc;
+}
+
+/** Compiles one rule of a revision; throws RuleCompileError positioned at the rule's file. */
+export function compileRule(state: DesiredState, doc: RuleDoc): CompiledRule {
+  const ctx: CompileContext = { lists: state.lists, pinSets: state.pinSets };
+  const lists = new Set<string>();
+  const pinSets = new Set<string>();
+  const at = state.locate("rule", doc.id) ?? { file: `detections/${doc.id}.yaml`, line: 1, col: 1 };
+  const pred = (expr: unknown, field: string): Predicate => {
+    try {
+      const p = compilePredicate(expr, ctx);
+      for (const l of p.refs.lists) lists.add(l);
+      for (const s of p.refs.pinSets) pinSets.add(s);
+      return p;
+    } catch (e) {
+      if (e instanceof LogicError) {
+        throw new RuleCompileError([{ ...at, kind: "rule", id: doc.id, message: `${[field, ...e.path].join(".")}: ${e.message}` }]);
+      }
+      throw e;
+    }
+  };
+  const where = doc.where === undefined ? undefined : pred(doc.where, "where");
+  let kindActions: Set<string> | null = null;
+  let steps: Predicate[] = [];
+  let after: Predicate | undefined;
+  let expect: Predicate | undefined;
+  let windowMs = doc.window ? parseDuration(doc.window) : 0;
+  if (doc.kind === "sequence" && doc.sequence) {
+    steps = doc.sequence.steps.map((s, i) => pred(s.where, `sequence.steps.${i}.where`));
+    kindActions = union(doc.sequence.steps.map((s) => actionsOf(s.where)));
+    windowMs = parseDuration(doc.sequence.within);
+  } else if (doc.kind === "absence" && doc.absence) {
+    after = pred(doc.absence.after, "absence.after");
+    expect = pred(doc.absence.expect, "absence.expect");
+    kindActions = union([actionsOf(doc.absence.after), actionsOf(doc.absence.expect)]);
+    windowMs = parseDuration(doc.absence.within);
+  }
+  const whereActions = doc.where === undefined ? null : actionsOf(doc.where);
+  let actions: Set<string> | null;
+  if (whereActions && kindActions) actions = new Set([...whereActions].filter((a) => kindActions.has(a)));
+  else actions = whereActions ?? kindActions;
+
+  const missing = (what: string) => new RuleCompileError([{ ...at, kind: "rule", id: doc.id, message: `kind ${doc.kind} needs ${what}` }]);
+  if ((doc.kind === "threshold" || doc.kind === "distinct") && !doc.window) throw missing("window");
+  if (doc.kind === "threshold" && !doc.threshold) throw missing("threshold.count");
+  if (doc.kind === "distinct" && !doc.distinct) throw missing("distinct.field and distinct.count");
+  if (doc.kind === "sequence" && !doc.sequence) throw missing("sequence");
+  if (doc.kind === "absence" && !doc.absence) throw missing("absence");
+
+  const groupBy = doc.group_by ?? [];
+  const getters = groupBy.map((f) => [f, fieldGetter(f)] as const);
+  const digest = (kind: "list" | "pinset", id: string) => state.objectDigest(kind, id) ?? "";
+  return {
+    id: doc.id,
+    doc,
+    kind: doc.kind,
+    title: doc.title,
+    severity: doc.severity,
+    tags: doc.tags ?? [],
+    digest: state.objectDigest("rule", doc.id) ?? "",
+    commit: state.revision,
+    lists: Object.fromEntries([...lists].sort().map((l) => [l, digest("list", l)])),
+    pinSets: Object.fromEntries([...pinSets].sort().map((s) => [s, digest("pinset", s)])),
+    where,
+    groupBy,
+    groupKey: makeGroupKey(groupBy),
+    groupValues: (e) => {
+      const out: Record<string, unknown> = {};
+      for (const [f, g] of getters) out[f] = g(e);
+      return out;
+    },
+    windowMs,
+    suppressMs: doc.suppress !== undefined ? parseDuration(doc.suppress) : windowMs,
+    limits: { groups: doc.limits?.groups ?? DEFAULT_LIMITS.groups, entries: doc.limits?.entries_per_group ?? DEFAULT_LIMITS.entries_per_group },
+    actions,
+    count: doc.threshold?.count ?? doc.distinct?.count ?? 0,
+    distinctField: doc.distinct ? fieldGetter(doc.distinct.field) : undefined,
+    steps,
+    after,
+    expect,
+  };
+}
+
+/** Compiles every enabled rule of a revision, collecting every rule's errors. */
+export function compileRules(state: DesiredState, only?: (id: string) => boolean): CompiledRule[] {
+  const out: CompiledRule[] = [];
+  const diagnostics: Diagnostic[] = [];
+  for (const doc of state.rules.values()) {
+    if (doc.enabled === false || (only && !only(doc.id))) continue;
+    try {
+      out.push(compileRule(state, doc));
+    } catch (e) {
+      if (e instanceof RuleCompileError) diagnostics.push(...e.diagnostics);
+      else throw e;
+    }
+  }
+  if (diagnostics.length) throw new RuleCompileError(diagnostics);
+  return out;
+}
