@@ -16,6 +16,8 @@ import type { Source } from "./source.js";
 import type { PlanSummary, Timeline, TimelineRecord } from "./timeline.js";
 import { isDescendant, treeOf, verifyCommit, type Signer } from "./trust.js";
 
+const FINAL = "final";
+
 export interface Applied {
   revision: string;
   commit?: string;
@@ -144,8 +146,9 @@ export class Reconciler {
     if (revision === this.applied?.revision) return;
     const gitDir = this.o.source.gitDir;
     const tip = gitDir && this.o.trust ? ((await approvalsTip(gitDir)) ?? "") : "";
+    // A refusal is final for its revision, except one waiting on approvals: that one is retried when the approvals ref moves.
     const memo = this.refused.get(revision);
-    if (!force && memo !== undefined && (memo === "" || memo === tip)) return;
+    if (!force && memo !== undefined && (memo === FINAL || memo === `approvals@${tip}`)) return;
 
     log.info({ revision, reason }, "reconciling");
     const attempt = await this.evaluate(revision, gitDir, tip, t0);
@@ -157,7 +160,7 @@ export class Reconciler {
     this.o.observe?.(a, this.applied);
   }
 
-  private refuse(revision: string, t0: number, stage: Stage, reason: string, extra: Partial<Attempt> = {}, memoKey = ""): Attempt {
+  private refuse(revision: string, t0: number, stage: Stage, reason: string, extra: Partial<Attempt> = {}, memoKey = FINAL): Attempt {
     this.refused.set(revision, memoKey);
     this.o.logger.warn({ revision, stage, reason, errors: extra.errors?.length ? extra.errors : undefined }, "revision refused; the applied revision keeps serving");
     return { revision, ok: false, at: new Date(), stage, reason, errors: [], missing_approvals: null, relaxations: 0, durationMs: performance.now() - t0, ...extra };
@@ -217,9 +220,11 @@ export class Reconciler {
     }
 
     // Plan and approvals.
-    const plan = planChanges(previous?.state, state);
-    const summary = summarize(plan);
     const bootstrap = !previous;
+    // A bootstrap is judged against nothing (DESIGN.md §7): its additions are not relaxations.
+    const plan: Plan = bootstrap ? { ...planChanges(undefined, state), relaxations: 0, tightenings: 0 } : planChanges(previous.state, state);
+    if (bootstrap) plan.changes = plan.changes.map((c) => ({ ...c, verdict: undefined, reason: undefined }));
+    const summary = summarize(plan);
     let approvers: Approval[] = [];
     let missing: Attempt["missing_approvals"] = null;
     if (plan.relaxations > 0 && !bootstrap && !resumed) {
@@ -235,7 +240,7 @@ export class Reconciler {
           const reason = `${plan.relaxations} relaxation(s) need ${count.required} approval(s) other than the signer's; ${count.missing} missing (viw approve ${revision.slice(0, 12)})`;
           await this.announce(revision, plan, "held");
           await this.note({ type: "refused", result: "refused", revision, commit: revision, tree, signer, plan: summary, reason, missing_approvals: count.missing, approvers });
-          return this.refuse(revision, t0, "approvals", reason, { missing_approvals: missing, relaxations: plan.relaxations }, tip);
+          return this.refuse(revision, t0, "approvals", reason, { missing_approvals: missing, relaxations: plan.relaxations }, `approvals@${tip}`);
         }
       }
     }

@@ -38,6 +38,16 @@ export function credentialEnv(env: NodeJS.ProcessEnv = process.env): Record<stri
   return out;
 }
 
+/** Only what git needs from the ambient environment: an EDITOR or GIT_* variable there must not steer a fetch. */
+function baseEnv(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const k of ["PATH", "HOME", "LANG", "LC_ALL", "SSH_AUTH_SOCK", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR"]) {
+    const v = process.env[k];
+    if (v !== undefined) out[k] = v;
+  }
+  return out;
+}
+
 export interface RemoteOptions {
   url: string;
   branch: string;
@@ -66,7 +76,7 @@ export class RemoteGitSource implements Source {
       baseDir: process.cwd(),
       unsafe: { allowUnsafeConfigEnvCount: true, allowUnsafeSshCommand: true },
       allowEnvironment: Object.keys(env),
-    }).env({ ...process.env, ...env });
+    }).env({ ...baseEnv(), ...env });
   }
 
   async start(onChange: (reason: string) => void): Promise<void> {
