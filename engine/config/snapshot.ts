@@ -22,15 +22,25 @@ export interface Snapshot {
 
 /** Reads the config folders of a working directory. The revision is a digest of what was read. */
 export async function readDirSnapshot(root: string): Promise<Snapshot> {
-  const files: SnapshotFile[] = [];
-  for (const folder of CONFIG_FOLDERS) {
-    await walk(root, join(root, folder), files);
-  }
+  const paths: string[] = [];
+  for (const folder of CONFIG_FOLDERS) await walk(join(root, folder), paths);
+  // Reading thousands of small files one after another is latency-bound; a bounded fan-out keeps it short.
+  const files: SnapshotFile[] = new Array(paths.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < paths.length) {
+      const i = next++;
+      const full = paths[i]!;
+      const { size } = await stat(full);
+      files[i] = { path: relative(root, full).split(sep).join("/"), size, bytes: size > MAX_FILE_BYTES ? null : await readFile(full) };
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(32, paths.length) }, worker));
   files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   return { revision: `dir:${treeDigest(files)}`, files };
 }
 
-async function walk(root: string, dir: string, out: SnapshotFile[]): Promise<void> {
+async function walk(dir: string, out: string[]): Promise<void> {
   let entries;
   try {
     entries = await readdir(dir, { withFileTypes: true });
@@ -41,13 +51,8 @@ async function walk(root: string, dir: string, out: SnapshotFile[]): Promise<voi
   for (const e of entries) {
     if (e.name.startsWith(".")) continue;
     const full = join(dir, e.name);
-    if (e.isDirectory()) {
-      await walk(root, full, out);
-    } else if (e.isFile() && /\.ya?ml$/.test(e.name)) {
-      const path = relative(root, full).split(sep).join("/");
-      const { size } = await stat(full);
-      out.push({ path, size, bytes: size > MAX_FILE_BYTES ? null : await readFile(full) });
-    }
+    if (e.isDirectory()) await walk(full, out);
+    else if (e.isFile() && /\.ya?ml$/.test(e.name)) out.push(full);
   }
 }
 
