@@ -560,6 +560,11 @@ export class Engine implements Host {
     this.withWatermark = this.runtimes.filter((r) => r.rule.kind === "absence");
   }
 
+  /** The largest event time seen. */
+  get lastEventTime(): number {
+    return this.maxTs;
+  }
+
   rules(): CompiledRule[] {
     return this.runtimes.map((r) => r.rule);
   }

@@ -14,3 +14,5 @@ export type { AlertEvent, AlertInfo, EngineOptions, RuleStats } from "./engine.j
 export { runRuleTests, runRuleTest, expandTestEvents } from "./testing.js";
 export type { RuleTestResult, RunTestsOptions } from "./testing.js";
 export { eventTime } from "./time.js";
+export { Detector, ALERT_INDEX } from "./detector.js";
+export type { DetectorOptions } from "./detector.js";

@@ -1,0 +1,219 @@
+/**
+ * The detector service: a journal consumer that runs the revision's rules over
+ * every record after its cursor and appends the alerts back into the journal
+ * (index viw-alerts), so they are stored, sealed and shipped like any event.
+ * The cursor is committed only after the alerts of a batch are durable; a
+ * crash replays from the cursor and the deterministic alert ids make the
+ * re-sent alerts the same documents.
+ *
+ * Hot reload (Service): prepare compiles the next revision's rules (refusing
+ * it, positioned, when one does not compile); commit swaps them in — a rule
+ * whose digest is unchanged keeps its window state, a changed rule starts
+ * fresh, a removed rule's state is dropped.
+ */
+import { Gauge } from "prom-client";
+import type { Registry } from "prom-client";
+import type { DesiredState } from "../../config/index.js";
+import { ServiceError } from "../../gitops/service.js";
+import type { Prepared, Service } from "../../gitops/service.js";
+import { consume } from "../journal/index.js";
+import type { Consumer, Journal, JournalRecord, NormalizedEvent } from "../journal/index.js";
+import { Router } from "../normalize/index.js";
+import { DEFAULT_LATENESS_MS, Engine } from "./engine.js";
+import { compileRules, RuleCompileError } from "./rules.js";
+
+export const ALERT_INDEX = "viw-alerts";
+
+export interface DetectorOptions {
+  journal: Journal;
+  /** The consumer name its cursor is kept under. Default "detector". */
+  consumer?: string;
+  /** Allowed lateness of events. Default 30 s. */
+  latenessMs?: number;
+  /**
+   * Processing-time timer: when no event arrived for this long, event time is
+   * carried forward by the wall time elapsed since the last event, so absence
+   * rules fire on a quiet stream. Default 1 s.
+   */
+  quietMs?: number;
+  /** Records per batch. Default 1000. */
+  batch?: number;
+  /** Wall clock (ms). */
+  now?: () => number;
+  /** Where the state-size gauges are registered (the admin port's /metrics). */
+  registry?: Registry;
+  onError?: (err: unknown) => void;
+}
+
+export class Detector implements Service {
+  readonly name = "detector";
+  private readonly journal: Journal;
+  private readonly consumerName: string;
+  private readonly latenessMs: number;
+  private readonly quietMs: number;
+  private readonly batch: number;
+  private readonly now: () => number;
+  private readonly onError: (err: unknown) => void;
+  private readonly engine: Engine;
+  private router: Router | undefined;
+  private revision: string | undefined;
+  private consumer: Consumer | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private wanted = false;
+  /** Alerts and notices not yet appended. */
+  private out: { index: string; event: NormalizedEvent }[] = [];
+  private lastEventWall = 0;
+  private lastEventTime = -Infinity;
+  private flushing: Promise<void> = Promise.resolve();
+  private appended = 0;
+
+  constructor(opts: DetectorOptions) {
+    this.journal = opts.journal;
+    this.consumerName = opts.consumer ?? "detector";
+    this.latenessMs = opts.latenessMs ?? DEFAULT_LATENESS_MS;
+    this.quietMs = opts.quietMs ?? 1000;
+    this.batch = opts.batch ?? 1000;
+    this.now = opts.now ?? Date.now;
+    this.onError = opts.onError ?? (() => {});
+    this.engine = new Engine([], {
+      latenessMs: this.latenessMs,
+      now: this.now,
+      onAlert: (a) => this.out.push({ index: ALERT_INDEX, event: a }),
+      onNotice: (e) => this.out.push({ index: this.router?.route(e.action) ?? "viw-other", event: e }),
+    });
+    if (opts.registry) this.registerMetrics(opts.registry);
+  }
+
+  async prepare(next: DesiredState): Promise<Prepared> {
+    let rules;
+    try {
+      rules = compileRules(next);
+    } catch (e) {
+      if (e instanceof RuleCompileError) throw new ServiceError(this.name, "a detection rule does not compile", e.diagnostics);
+      throw e;
+    }
+    const router = new Router(next.routing);
+    return {
+      commit: () => {
+        this.engine.setRules(rules);
+        this.router = router;
+        this.revision = next.revision;
+        if (this.wanted) this.run();
+      },
+    };
+  }
+
+  /** Starts consuming (once a revision has been committed: before that there are no rules to apply). */
+  start(): void {
+    this.wanted = true;
+    if (this.revision !== undefined) this.run();
+  }
+
+  private run(): void {
+    if (this.consumer) return;
+    this.consumer = consume(this.journal, this.consumerName, (records) => this.handle(records), {
+      batch: this.batch,
+      onError: (err) => this.onError(err),
+    });
+    this.timer = setInterval(() => this.tick(), Math.max(10, Math.min(this.quietMs, 1000)));
+    this.timer.unref();
+  }
+
+  private async handle(records: JournalRecord[]): Promise<void> {
+    for (const r of records) this.engine.process(r.event);
+    this.lastEventWall = this.now();
+    this.lastEventTime = Math.max(this.lastEventTime, this.engine.lastEventTime);
+    await this.flush();
+  }
+
+  /** The processing-time timer: moves event time on a quiet stream so absence rules can fire. */
+  private tick(): void {
+    const idle = this.now() - this.lastEventWall;
+    if (idle < this.quietMs || !this.engine.hasPending() || this.lastEventTime === -Infinity) return;
+    this.engine.advanceWatermark(this.lastEventTime + idle - this.latenessMs);
+    if (this.out.length) this.flush().catch((err) => this.onError(err));
+  }
+
+  /** Appends what fired; on failure the alerts are kept for the next attempt (the batch is retried). */
+  private flush(): Promise<void> {
+    const run = this.flushing.then(async () => {
+      if (this.out.length === 0) return;
+      const items = this.out;
+      this.out = [];
+      try {
+        await this.journal.append(items);
+        this.appended += items.length;
+      } catch (err) {
+        this.out = items.concat(this.out);
+        throw err;
+      }
+    });
+    this.flushing = run.catch(() => {});
+    return run;
+  }
+
+  /** Resolves once everything appended so far has been evaluated and its alerts appended. */
+  async idle(): Promise<void> {
+    await this.consumer?.idle();
+    await this.flushing;
+  }
+
+  async stop(): Promise<void> {
+    this.wanted = false;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    const c = this.consumer;
+    this.consumer = undefined;
+    await c?.stop();
+    await this.flushing;
+  }
+
+  /** Moves the watermark by hand (tests, `viw replay`'s end of input). */
+  advanceWatermark(t: number): Promise<void> {
+    this.engine.advanceWatermark(t);
+    return this.flush();
+  }
+
+  status(): Record<string, unknown> {
+    return {
+      revision: this.revision ?? null,
+      rules: this.engine.rules().length,
+      position: this.consumer?.position() ?? this.journal.cursor(this.consumerName),
+      watermark: Number.isFinite(this.engine.wm) ? new Date(this.engine.wm).toISOString() : null,
+      events: this.engine.events,
+      late_events: this.engine.lateEvents,
+      invalid_events: this.engine.invalidEvents,
+      appended: this.appended,
+      state: this.engine.stats(),
+    };
+  }
+
+  private registerMetrics(registry: Registry): void {
+    const stats = () => Object.entries(this.engine.stats());
+    const gauge = (name: string, help: string, pick: (s: ReturnType<Engine["stats"]>[string]) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ["rule"],
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const [rule, s] of stats()) this.set({ rule }, pick(s));
+        },
+      });
+    gauge("viw_detect_state_groups", "Groups held in a rule's window state", (s) => s.groups);
+    gauge("viw_detect_state_entries", "Entries (events, values, runs, waits) held in a rule's window state", (s) => s.entries);
+    gauge("viw_detect_alerts", "Alerts fired by a rule since its state was created", (s) => s.alerts);
+    gauge("viw_detect_late_events", "Events behind the watermark that a windowed rule did not use", (s) => s.late);
+    gauge("viw_detect_evicted_groups", "Groups evicted because a rule reached limits.groups", (s) => s.evicted);
+    const engine = this.engine;
+    new Gauge({
+      name: "viw_detect_events_late_total",
+      help: "Events that arrived behind the watermark (allowed lateness exceeded)",
+      registers: [registry],
+      collect() {
+        this.set(engine.lateEvents);
+      },
+    });
+  }
+}
