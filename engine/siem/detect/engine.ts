@@ -580,12 +580,15 @@ export class Engine implements Host {
       this.invalidEvents++;
       return;
     }
-    this.events++;
-    const late = ts < this.wm;
-    if (late) this.lateEvents++;
     const action = ev.action;
     const list =
       typeof action === "string" ? (this.byAction.get(action) ?? this.anyAction) : action === undefined || action === null ? this.anyAction : this.runtimes;
+    // The detector's own alerts come back through the journal: unless a rule asks for them they are not input at all
+    // (neither counted nor moving time).
+    if (list.length === 0 && action === "alert") return;
+    this.events++;
+    const late = ts < this.wm;
+    if (late) this.lateEvents++;
     for (let i = 0; i < list.length; i++) {
       const rt = list[i]!;
       const rule = rt.rule;
