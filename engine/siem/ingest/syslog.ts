@@ -132,7 +132,7 @@ function toEvent(
   const src: Record<string, unknown> = obj ?? {
     component: msg.app,
     severity: SEVERITIES[msg.severity],
-    extra: { message: msg.msg, host: msg.hostname, facility: msg.facility, ...(msg.procid ? { procid: msg.procid } : {}) },
+    extra: { message: msg.msg.trim(), host: msg.hostname, facility: msg.facility, ...(msg.procid ? { procid: msg.procid } : {}) },
   };
   const r = normalizer.normalize(src, { receivedAt, timestamp: msg.timestamp });
   if (!r.ok) return { code: "invalid_event", message: r.errors.map((e) => (e.field ? `${e.field}: ${e.message}` : e.message)).join("; ") };
