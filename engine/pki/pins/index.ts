@@ -1,0 +1,6 @@
+/**
+ * SPKI pin sets (pins/*.yaml): RFC 7469 pins, the pin-roll state machine and
+ * the issuance gate it implies, pin-check telemetry for GET /v1/pins/ID, and
+ * certificate renewal (the engine's own listeners and `viw agent renew`).
+ */
+export { pinOf, pinOfSpki, pinOfKey, isPin, shortPin, PinError, type PinResult, type PinSource } from "./pin.js";
