@@ -16,3 +16,5 @@ export type { RuleTestResult, RunTestsOptions } from "./testing.js";
 export { eventTime } from "./time.js";
 export { Detector, ALERT_INDEX } from "./detector.js";
 export type { DetectorOptions } from "./detector.js";
+export { replayStates, loadRevision, storedEvents, formatReplay, ReplayError } from "./replay.js";
+export type { ReplayResult, RuleReplay, ReplayAlert } from "./replay.js";
