@@ -1,0 +1,118 @@
+import { afterEach, describe, expect, it } from "vitest";
+import Fastify from "fastify";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { aggregateEvents, openStore, queryEvents, queryPlugin, QueryError, type EventStore } from "../../../engine/siem/index.js";
+
+const dirs: string[] = [];
+const stores: EventStore[] = [];
+function store(): EventStore {
+  const d = mkdtempSync(join(tmpdir(), "viw-store-"));
+  dirs.push(d);
+  const s = openStore(join(d, "store", "events.db"));
+  stores.push(s);
+  return s;
+}
+afterEach(() => {
+  for (const s of stores.splice(0)) if (s.db.open) s.close();
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+const now = new Date("2026-11-22T12:00:00.000Z");
+const ev = (id: string, index: string, ts: string, more: Record<string, unknown> = {}) => ({ index, event: { event_id: id, timestamp: ts, received_at: ts, ...more } });
+
+function seed(s: EventStore) {
+  s.add([
+    ev("a1", "viw-auth", "2026-11-22T11:59:00.000Z", { action: "login", result: "failure", user_id: "u1", component: "backend" }),
+    ev("a2", "viw-auth", "2026-11-22T11:30:00.000Z", { action: "login", result: "success", user_id: "u1", component: "backend" }),
+    ev("a3", "viw-auth", "2026-11-21T23:00:00.000Z", { action: "otp_verify", result: "failure", user_id: "u2", component: "backend" }),
+    ev("t1", "viw-tunnel", "2026-11-22T11:58:00.000Z", { action: "ovpn_connect", user_id: "u1", extra: { client_version: "3.1" } }),
+    ev("t2", "viw-tunnel", "2026-10-01T00:00:00.000Z", { action: "spa_open" }),
+  ]);
+}
+
+describe("embedded store", () => {
+  it("is idempotent by event_id", () => {
+    const s = store();
+    expect(s.add([ev("x", "viw-auth", "2026-11-22T10:00:00Z"), ev("x", "viw-auth", "2026-11-22T10:00:00Z")])).toBe(1);
+    expect(s.add([ev("x", "viw-auth", "2026-11-22T10:00:00Z"), ev("y", "viw-auth", "2026-11-22T10:00:00Z")])).toBe(1);
+    expect(s.count()).toBe(2);
+  });
+
+  it("has indexes for time, index, component/action and user, and uses them", () => {
+    const s = store();
+    const names = (s.db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'").all() as { name: string }[]).map((r) => r.name);
+    expect(names).toEqual(expect.arrayContaining(["events_ts", "events_idx_ts", "events_component_action_ts", "events_user_ts"]));
+    const plan = s.db.prepare("EXPLAIN QUERY PLAN SELECT doc FROM events WHERE idx = ? AND ts >= ? ORDER BY ts DESC").all("viw-auth", 0) as { detail: string }[];
+    expect(plan.map((p) => p.detail).join(" ")).toMatch(/events_idx_ts/);
+  });
+
+  it("queries: index (all days or one day, globs), since/until, JSON Logic, limit, newest first, total", () => {
+    const s = store();
+    seed(s);
+    expect(queryEvents(s, {}, now).hits.map((e) => e.event_id)).toEqual(["a1", "t1", "a2", "a3", "t2"]);
+    expect(queryEvents(s, { index: "viw-auth" }, now).total).toBe(3);
+    expect(queryEvents(s, { index: "viw-auth-2026.11.22" }, now).hits.map((e) => e.event_id)).toEqual(["a1", "a2"]);
+    expect(queryEvents(s, { index: "viw-*" }, now).total).toBe(5);
+    expect(queryEvents(s, { since: "1h" }, now).hits.map((e) => e.event_id)).toEqual(["a1", "t1", "a2"]);
+    expect(queryEvents(s, { since: "2026-11-21T00:00:00Z", until: "2026-11-22T11:59:00Z" }, now).hits.map((e) => e.event_id)).toEqual(["t1", "a2", "a3"]);
+    expect(queryEvents(s, { where: JSON.stringify({ and: [{ "==": [{ var: "result" }, "failure"] }, { "==": [{ var: "user_id" }, "u1"] }] }) }, now).hits.map((e) => e.event_id)).toEqual(["a1"]);
+    expect(queryEvents(s, { where: { "==": [{ var: "extra.client_version" }, "3.1"] } }, now).hits.map((e) => e.event_id)).toEqual(["t1"]);
+    expect(queryEvents(s, { limit: 2 }, now)).toMatchObject({ total: 5, hits: [{ event_id: "a1" }, { event_id: "t1" }] });
+    expect(queryEvents(s, { limit: 0, where: { "==": [{ var: "user_id" }, "u1"] } }, now)).toEqual({ total: 3, hits: [] });
+  });
+
+  it("names the bad query parameter", () => {
+    const s = store();
+    const err = (q: Parameters<typeof queryEvents>[1]) => {
+      try {
+        queryEvents(s, q, now);
+      } catch (e) {
+        return e as QueryError;
+      }
+      throw new Error("no error");
+    };
+    expect(err({ since: "yesterday" })).toMatchObject({ field: "since" });
+    expect(err({ where: "{nope" })).toMatchObject({ field: "where", message: expect.stringMatching(/not JSON/) });
+    expect(err({ where: { frobnicate: [1] } })).toMatchObject({ field: "where", message: expect.stringMatching(/unknown operator `frobnicate`/) });
+    expect(err({ limit: -1 })).toMatchObject({ field: "limit" });
+    expect(err({ index: "viw auth; drop" })).toMatchObject({ field: "index" });
+  });
+
+  it("aggregates: count by field and by time bucket", () => {
+    const s = store();
+    seed(s);
+    expect(aggregateEvents(s, { index: "viw-auth", groupBy: "result" }, now)).toEqual({ total: 3, buckets: [{ key: "failure", count: 2 }, { key: "success", count: 1 }] });
+    expect(aggregateEvents(s, { since: "1h", interval: "1h" }, now).buckets).toEqual([{ time: "2026-11-22T11:00:00.000Z", count: 3 }]);
+  });
+
+  it("retention deletes whole days before the period, with per-index overrides", () => {
+    const s = store();
+    seed(s);
+    s.add([ev("old-edge", "viw-auth", "2025-10-22T23:59:59.000Z"), ev("keep-edge", "viw-auth", "2025-10-23T00:00:01.000Z")]);
+    // 13mo before 2026-11-22T12:00 is 2025-10-22T12:00: the whole day 2025-10-22 is kept, days before it go
+    expect(s.enforceRetention({ events: "13mo" }, now)).toBe(0);
+    s.add([ev("gone", "viw-auth", "2025-10-21T23:59:59.000Z")]);
+    expect(s.enforceRetention({ events: "13mo" }, now)).toBe(1);
+    expect(s.enforceRetention({ events: "13mo", indices: { "viw-tunnel": "30d" } }, now)).toBe(1); // t2 (2026-10-01)
+    expect(queryEvents(s, { index: "viw-tunnel" }, now).hits.map((e) => e.event_id)).toEqual(["t1"]);
+    expect(s.count()).toBe(6);
+  });
+
+  it("GET /v1/query: the admin port's handler, 400 naming the parameter", async () => {
+    const s = store();
+    seed(s);
+    const app = Fastify();
+    await app.register(queryPlugin(() => s));
+    const ok = await app.inject({ method: "GET", url: `/v1/query?index=viw-auth&where=${encodeURIComponent(JSON.stringify({ "==": [{ var: "user_id" }, "u2"] }))}&limit=10` });
+    expect(ok.statusCode).toBe(200);
+    expect(ok.json()).toMatchObject({ total: 1, hits: [{ event_id: "a3" }] });
+    const grouped = await app.inject({ method: "GET", url: "/v1/query?index=viw-auth&group_by=user_id" });
+    expect(grouped.json().buckets).toEqual([{ key: "u1", count: 2 }, { key: "u2", count: 1 }]);
+    const bad = await app.inject({ method: "GET", url: "/v1/query?limit=lots" });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json()).toEqual({ error: { code: "bad_query", message: 'limit: expected an integer, got "lots"', field: "limit" } });
+    await app.close();
+  });
+});
