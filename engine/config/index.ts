@@ -5,7 +5,7 @@
  */
 export { readDirSnapshot, readGitSnapshot } from "./snapshot.js";
 export type { Snapshot, SnapshotFile } from "./snapshot.js";
-export { loadSnapshot } from "./load.js";
+export { loadSnapshot, loadSnapshotAsync } from "./load.js";
 export type { LoadResult, LoadOptions } from "./load.js";
 export { buildState, DEFAULT_INGEST_LIMITS } from "./state.js";
 export type { DesiredState, StateKind } from "./state.js";

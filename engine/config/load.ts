@@ -1,7 +1,8 @@
-import { placementOf } from "./kinds.js";
 import { createHash } from "node:crypto";
+import { placementOf } from "./kinds.js";
 import { parseFile } from "./parse.js";
 import type { ParsedFile, ParseResult } from "./parse.js";
+import { parseInWorkers } from "./parse-pool.js";
 import { validateSchema } from "./schema.js";
 import { checkSemantics } from "./semantic.js";
 import type { Snapshot, SnapshotFile } from "./snapshot.js";
@@ -18,22 +19,18 @@ export interface LoadOptions {
   reuseParses?: boolean;
 }
 
-let previousParses = new Map<string, ParseResult>();
-
-function parseCached(raw: SnapshotFile, fresh: Map<string, ParseResult>, reuse: boolean): ParseResult {
-  if (!reuse || raw.bytes === null) return parseFile(raw);
-  const key = `${raw.path}\0${createHash("sha1").update(raw.bytes).digest("hex")}`;
-  const hit = previousParses.get(key) ?? parseFile(raw);
-  fresh.set(key, hit);
-  return hit;
-}
-
 export interface LoadResult {
   revision: string;
   /** Present only when there are no errors: a revision is used whole or not at all. */
   state?: DesiredState;
   errors: Diagnostic[];
   files: number;
+}
+
+let previousParses = new Map<string, ParseResult>();
+
+function cacheKey(raw: SnapshotFile): string | null {
+  return raw.bytes === null ? null : `${raw.path}\0${createHash("sha1").update(raw.bytes).digest("hex")}`;
 }
 
 /**
@@ -44,17 +41,37 @@ export interface LoadResult {
  */
 export function loadSnapshot(snapshot: Snapshot, options: LoadOptions = {}): LoadResult {
   const reuse = options.reuseParses ?? true;
-  const fresh = new Map<string, ParseResult>();
+  const keys = snapshot.files.map((f) => (reuse ? cacheKey(f) : null));
+  const results = snapshot.files.map((f, i) => (keys[i] && previousParses.get(keys[i]!)) || parseFile(f));
+  return finish(snapshot, results, reuse ? keys : null);
+}
+
+/**
+ * The same as loadSnapshot, with the YAML parsing of a large revision spread
+ * over worker threads (one per core). Small revisions parse inline.
+ */
+export async function loadSnapshotAsync(snapshot: Snapshot, options: LoadOptions = {}): Promise<LoadResult> {
+  const reuse = options.reuseParses ?? true;
+  const keys = snapshot.files.map((f) => (reuse ? cacheKey(f) : null));
+  const results: (ParseResult | undefined)[] = keys.map((k) => (k ? previousParses.get(k) : undefined));
+  const missing = snapshot.files.filter((_, i) => results[i] === undefined);
+  const parsed = await parseInWorkers(missing);
+  let j = 0;
+  for (let i = 0; i < results.length; i++) if (results[i] === undefined) results[i] = parsed[j++];
+  return finish(snapshot, results as ParseResult[], reuse ? keys : null);
+}
+
+function finish(snapshot: Snapshot, results: ParseResult[], keys: (string | null)[] | null): LoadResult {
   const errors: Diagnostic[] = [];
   const good: ParsedFile[] = [];
   const broken = new Set<string>();
-  for (const raw of snapshot.files) {
-    const parsed = parseCached(raw, fresh, reuse);
+  results.forEach((parsed, i) => {
+    const raw = snapshot.files[i]!;
     if (!parsed.ok) {
       errors.push(...parsed.errors);
       const placement = placementOf(raw.path);
       if (placement && "kind" in placement) broken.add(`${placement.kind}/${placement.id}`);
-      continue;
+      return;
     }
     const file = parsed.file;
     const schemaErrors = validateSchema(file);
@@ -66,8 +83,12 @@ export function loadSnapshot(snapshot: Snapshot, options: LoadOptions = {}): Loa
       errors.push(...schemaErrors);
       broken.add(`${file.kind}/${file.stem}`);
     } else good.push(file);
+  });
+  if (keys) {
+    const fresh = new Map<string, ParseResult>();
+    keys.forEach((k, i) => k && fresh.set(k, results[i]!));
+    previousParses = fresh;
   }
-  if (reuse) previousParses = fresh;
   errors.push(...checkSemantics(good, broken));
   errors.sort(byPosition);
   if (errors.length) return { revision: snapshot.revision, errors, files: snapshot.files.length };

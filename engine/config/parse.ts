@@ -20,6 +20,7 @@ export interface ParsedFile {
   /** The file name's stem, which the object's `id` must equal. */
   stem: string;
   value: unknown;
+  positions: PositionTable;
   at: Locator;
 }
 
@@ -120,8 +121,8 @@ export function parseFile(file: SnapshotFile): ParseResult {
     };
   }
   const value = doc.toJS({ maxAliasCount: 0 }) as unknown;
-  const at = locator(doc, file.path, pos);
-  return { ok: true, file: { path: file.path, kind, stem, value, at } };
+  const positions = positionTable(doc, pos);
+  return { ok: true, file: { path: file.path, kind, stem, value, positions, at: locatorOf(file.path, positions) } };
 }
 
 function yamlMessage(code: string, message: string): string {
@@ -131,35 +132,61 @@ function yamlMessage(code: string, message: string): string {
   return first.charAt(0).toLowerCase() + first.slice(1);
 }
 
-function locator(doc: Document, file: string, pos: (o: number) => { line: number; col: number }): Locator {
-  const startOf = (n: unknown): Position => {
-    const r = (n as { range?: [number, number, number] } | null)?.range;
-    const lp = pos(r?.[0] ?? 0);
-    return { file, line: lp.line, col: lp.col };
+/**
+ * Every node's position, keyed by its path: [valueLine, valueCol, keyLine, keyCol].
+ * A plain table (not the yaml Document) so a parse can cross a worker boundary.
+ */
+export type PositionTable = Record<string, [number, number, number, number]>;
+
+const SEP = "\u0000";
+
+function positionTable(doc: Document, pos: (o: number) => { line: number; col: number }): PositionTable {
+  const table: PositionTable = {};
+  const at = (n: unknown) => pos((n as { range?: [number, number, number] } | null)?.range?.[0] ?? 0);
+  const put = (path: string, valueNode: unknown, keyNode: unknown) => {
+    const v = at(valueNode);
+    const k = at(keyNode);
+    table[path] = [v.line, v.col, k.line, k.col];
   };
-  const walk = (path: readonly PathSegment[]): { node: unknown; key: unknown } => {
-    let node: unknown = doc.contents;
-    let key: unknown = null;
-    for (const seg of path) {
-      if (isMap(node)) {
-        const pair = node.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(seg));
-        if (!pair) return { node, key };
-        key = pair.key;
-        node = isNode(pair.value) ? pair.value : pair.key;
-      } else if (isSeq(node) && typeof seg === "number" && seg < node.items.length) {
-        key = node.items[seg];
-        node = node.items[seg];
-      } else {
-        return { node, key };
+  const walk = (node: unknown, path: string) => {
+    if (isMap(node)) {
+      for (const pair of node.items) {
+        if (!isPair(pair) || !isScalar(pair.key)) continue;
+        const p = path === "" ? String(pair.key.value) : path + SEP + String(pair.key.value);
+        const value = isNode(pair.value) ? pair.value : pair.key;
+        put(p, value, pair.key);
+        walk(pair.value, p);
       }
+    } else if (isSeq(node)) {
+      node.items.forEach((item, i) => {
+        const p = path === "" ? String(i) : path + SEP + i;
+        put(p, item, item);
+        walk(item, p);
+      });
     }
-    return { node, key };
+  };
+  put("", doc.contents, doc.contents);
+  walk(doc.contents, "");
+  return table;
+}
+
+/** The Locator over a position table: the closest enclosing node that exists answers. */
+export function locatorOf(file: string, table: PositionTable): Locator {
+  const find = (path: readonly PathSegment[]) => {
+    for (let n = path.length; n >= 0; n--) {
+      const hit = table[path.slice(0, n).map(String).join(SEP)];
+      if (hit) return hit;
+    }
+    return [1, 1, 1, 1] as const;
   };
   return {
-    value: (path) => startOf(walk(path).node),
+    value: (path) => {
+      const [line, col] = find(path);
+      return { file, line, col };
+    },
     key: (path) => {
-      const w = walk(path);
-      return startOf(w.key ?? w.node);
+      const [, , line, col] = find(path);
+      return { file, line, col };
     },
   };
 }

@@ -67,6 +67,16 @@ describe("config load + validate (2,000 rules, 300 profiles, 100 pin sets)", () 
     { iterations: 7, warmupIterations: 1, time: 0 },
   );
   bench(
+    "cold, YAML parsed on worker threads (compiled build)",
+    async () => {
+      // The worker pool needs the compiled worker file: `npm run bench` builds first.
+      const compiled = (await import(join(ROOT, "dist/engine/config/index.js"))) as typeof import("../../engine/config/index.js");
+      const result = await compiled.loadSnapshotAsync(await compiled.readDirSnapshot(repo), { reuseParses: false });
+      if (result.errors.length || result.state!.rules.size < 2000) throw new Error("generated repo did not load");
+    },
+    { iterations: 7, warmupIterations: 1, time: 0 },
+  );
+  bench(
     "next revision: one rule changed, unchanged files' parses reused",
     async () => {
       const file = join(repo, "detections/gen/otp-credential-stuffing-0.yaml");
