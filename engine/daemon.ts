@@ -6,7 +6,8 @@
  * every listener is bound.
  */
 import Fastify, { type FastifyInstance } from "fastify";
-import { mkdir, rename, writeFile } from "node:fs/promises";
+import { X509Certificate, createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { pino, type Logger } from "pino";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
@@ -24,6 +25,11 @@ import {
   type Service,
   type Source,
 } from "./gitops/index.js";
+import { loadSnapshot, parseDuration } from "./config/index.js";
+import { KeyRing, createPkiService, generatePrivateKey, initCa, softwareSigner, toPem, type PkiService } from "./pki/index.js";
+import { Router, createSiemService, openJournal, type LocalJournal, type SiemService } from "./siem/index.js";
+import { Detector } from "./siem/detect/index.js";
+import { createSealer, proofRoutes, type Sealer } from "./siem/chain/index.js";
 
 export type ListenerName = "issuance" | "pki" | "syslog" | "bulk" | "admin";
 export const LISTENER_NAMES: readonly ListenerName[] = ["issuance", "pki", "syslog", "bulk", "admin"];
@@ -55,6 +61,20 @@ export interface DaemonOptions {
   logger?: Logger;
   /** Extra services (tests, plug-ins); the capability services are wired below. */
   services?: Service[];
+  /** false: only the reconciler and admin port (no PKI/SIEM), for tests of the config flow alone. */
+  capabilities?: boolean;
+}
+
+/** The dev client identity the default issuance policy authorises (DESIGN.md §4), also accepted on syslog and bulk. */
+const DEV_CLIENT = { profile: "backend-client", cn: "backend.viworks.example", issuer: "int-backend" };
+
+interface Capabilities {
+  keys: KeyRing;
+  journal: LocalJournal;
+  siem: SiemService;
+  detector: Detector;
+  pki: PkiService;
+  sealer?: Sealer;
 }
 
 /** A handler group another capability serves on the admin port. */
@@ -114,9 +134,11 @@ export class Daemon {
     const lastApplied = [...prior.entries].reverse().find((e) => e.type === "applied");
     this.timeline = await Timeline.open(this.data);
     const metrics = this.metrics();
+    if (o.capabilities !== false) this.caps = await this.createCapabilities();
+    const caps = this.caps;
     this.reconciler = new Reconciler({
       source: this.source,
-      services: o.services ?? [],
+      services: [...(caps ? [caps.pki, caps.siem, caps.detector] : []), ...(o.services ?? [])],
       trust: o.trust,
       allowRollback: o.allowRollback,
       timeline: this.timeline,
@@ -128,9 +150,183 @@ export class Daemon {
     });
     await this.startAdmin();
     await this.source.start((reason) => void this.reconciler.trigger(reason));
-    await this.writeEndpoints();
-    this.logger.info({ source: this.source.description, trust: o.trust ?? "none (dev: unsigned revisions applied)", data: this.data, endpoints: this.endpoints }, "viw daemon started");
+    if (caps && o.dev) await this.devInitCa(caps);
+    this.logger.info({ source: this.source.description, trust: o.trust ?? "none (dev: unsigned revisions applied)", data: this.data, dev: !!o.dev }, "viw daemon started");
     void this.reconciler.trigger("start");
+    if (!caps) {
+      this.listenersUp = true;
+      await this.writeEndpoints();
+      return;
+    }
+    // Listeners need the applied revision (the CA's runtime issues their certificates).
+    this.listenersTask = this.reconciler.whenReady().then(
+      () => this.bringUpListeners(caps),
+      () => undefined,
+    );
+    void this.listenersTask.catch((err: unknown) => {
+      this.listenerError = (err as Error).message;
+      this.logger.error({ err: (err as Error).message }, "listeners could not start");
+    });
+  }
+
+  private caps?: Capabilities;
+  private listenersUp = false;
+  private listenerError?: string;
+  private listenersTask?: Promise<void>;
+
+  /** Resolves once every listener is bound and endpoints.json is written (rejects if they could not start). */
+  whenListening(): Promise<void> {
+    return this.listenersTask ?? Promise.resolve();
+  }
+
+  private async createCapabilities(): Promise<Capabilities> {
+    const o = this.opts;
+    const dev = !!o.dev;
+    const log = (msg: string, err?: unknown) => this.logger.error({ err: err instanceof Error ? err.message : err }, msg);
+    const keys = new KeyRing({ dataDir: this.data, pkcs11Module: process.env.VIW_PKCS11_MODULE });
+    const journal = openJournal(join(this.data, "journal", "journal.db"), { consumers: ["detector", "sealer"] });
+    const shipperKey = dev ? await this.devShipperKey() : undefined;
+    const siem = await createSiemService({
+      dataDir: this.data,
+      journal,
+      consumers: ["detector", "sealer"],
+      sink: o.store === "elasticsearch" ? "elasticsearch" : "sqlite",
+      elasticsearch: o.elasticsearchUrl ? { clientOptions: { node: o.elasticsearchUrl } } : undefined,
+      extraShippers: shipperKey ? [{ id: "dev", public_key: shipperKey }] : [],
+      extraIdentities: dev ? [{ issuer: DEV_CLIENT.issuer, cn: DEV_CLIENT.cn }] : [],
+      registry: this.registry,
+      log,
+    });
+    const detector = new Detector({ journal, registry: this.registry, onError: (err) => log("detector failed", err) });
+    const pki = createPkiService({ dataDir: this.data, provider: keys, log: this.logger.child({ service: "pki" }) });
+    this.mount({ prefix: "", register: async (app) => void (await app.register(siem.queryPlugin)) });
+    this.mount({ prefix: "", register: async (app) => void (await app.register(proofRoutes({ worm: join(this.data, "worm"), interval: this.sealIntervalMs() }))) });
+    this.setEventSink(async (events) => {
+      const routing = this.reconciler.applied?.state.routing;
+      const router = routing ? new Router(routing) : undefined;
+      const received_at = new Date().toISOString();
+      await journal.append(events.map((event) => ({ index: router?.route(event.action) ?? "viw-policy", event: { ...event, received_at } })));
+    });
+    return { keys, journal, siem, detector, pki };
+  }
+
+  private sealIntervalMs(): number {
+    const v = this.opts.sealInterval;
+    return v ? parseDuration(v) : 60_000;
+  }
+
+  /** DATA/dev/shipper-dev.key: an Ed25519 key accepted as shipper `dev` (dev mode only). Returns its public key (base64 raw). */
+  private async devShipperKey(): Promise<string> {
+    const dir = join(this.data, "dev");
+    await mkdir(dir, { recursive: true });
+    const file = join(dir, "shipper-dev.key");
+    let key: KeyObject;
+    try {
+      key = createPrivateKey(await readFile(file));
+    } catch {
+      key = generatePrivateKey("ed25519");
+      await writeFile(file, key.export({ type: "pkcs8", format: "pem" }), { mode: 0o600 });
+    }
+    const spki = createPublicKey(key).export({ type: "spki", format: "der" });
+    return spki.subarray(spki.length - 32).toString("base64");
+  }
+
+  /** Dev mode: `viw ca init` with software keys on first start (idempotent). */
+  private async devInitCa(caps: Capabilities): Promise<void> {
+    try {
+      const rev = await this.source.poll();
+      const loaded = loadSnapshot(await this.source.snapshot(rev));
+      if (!loaded.state) {
+        this.logger.warn({ errors: loaded.errors.length }, "dev CA bootstrap skipped: the config is invalid");
+        return;
+      }
+      const made = await initCa({ dataDir: this.data, state: loaded.state, provider: caps.keys });
+      const created = made.filter((m) => m.action === "created").map((m) => m.id);
+      if (created.length) this.logger.info({ created }, "dev mode: CA initialised with software keys");
+    } catch (err) {
+      this.logger.error({ err: (err as Error).message }, "dev CA bootstrap failed");
+    }
+  }
+
+  /**
+   * The engine's own certificates: the listeners' server certificate and the
+   * Log Signing Key from the engine's CA; in dev mode also DATA/dev/ (the
+   * Backend client certificate and the CA chain). Dev mode creates the keys;
+   * production reads them from DATA/tls/ and never creates keys.
+   */
+  private async engineCertificates(caps: Capabilities): Promise<{ listener: { cert: string; key: string }; caChain: string; issuers: Record<string, string>; log: { key: KeyObject; cert: string; chain: string[] } }> {
+    const rt = caps.pki.authority.runtime;
+    if (!rt) throw new Error("the CA has no applied revision");
+    const issuers: Record<string, string> = {};
+    for (const i of rt.issuers.values()) issuers[i.id] = toPem(i.cert.der, "CERTIFICATE");
+    const caChain = Object.values(issuers).join("");
+    const tlsDir = join(this.data, "tls");
+    await mkdir(tlsDir, { recursive: true, mode: 0o700 });
+    const dev = !!this.opts.dev;
+    const keyOf = async (file: string, alg: "ecdsa-p256" | "ed25519"): Promise<KeyObject> => {
+      try {
+        return createPrivateKey(await readFile(file));
+      } catch (err) {
+        if (!dev) throw new Error(`${file}: ${(err as Error).message} (production never creates keys: provision it)`);
+        const k = generatePrivateKey(alg);
+        await writeFile(file, k.export({ type: "pkcs8", format: "pem" }), { mode: 0o600 });
+        return k;
+      }
+    };
+    const certFor = async (file: string, key: KeyObject, profile: string, names: { cn?: string; dns?: string[]; ip?: string[] }): Promise<{ cert: string; chain: string[] }> => {
+      if (!dev) {
+        const pem = await readFile(file, "utf8");
+        const all = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----\n?/g) ?? [];
+        if (!all.length || Date.parse(new X509Certificate(all[0]!).validTo) < Date.now()) throw new Error(`${file}: no valid certificate`);
+        return { cert: all[0]!, chain: all.slice(1) };
+      }
+      // Dev: issued afresh at each start, so it always chains to the CA in DATA.
+      const issued = await caps.pki.issueForEngine(profile, createPublicKey(key), names);
+      await writeFile(file, issued.certificate + issued.chain.join(""));
+      return { cert: issued.certificate, chain: issued.chain };
+    };
+    const lkey = await keyOf(join(tlsDir, "listener.key"), "ecdsa-p256");
+    const lcert = await certFor(join(tlsDir, "listener.crt"), lkey, "engine-listener", { cn: "localhost", dns: ["localhost"], ip: ["127.0.0.1", "::1"] });
+    const skey = await keyOf(join(tlsDir, "log-signing.key"), "ed25519");
+    const scert = await certFor(join(tlsDir, "log-signing.crt"), skey, "log-signing", { cn: "viw Log Signing Key" });
+    if (dev) {
+      const devDir = join(this.data, "dev");
+      await mkdir(devDir, { recursive: true });
+      const ckey = await keyOf(join(devDir, "backend-client.key"), "ecdsa-p256");
+      await certFor(join(devDir, "backend-client.crt"), ckey, DEV_CLIENT.profile, { cn: DEV_CLIENT.cn, dns: [DEV_CLIENT.cn] });
+      await writeFile(join(devDir, "ca-chain.pem"), caChain);
+    }
+    return {
+      listener: { cert: lcert.cert + lcert.chain.join(""), key: lkey.export({ type: "pkcs8", format: "pem" }).toString() },
+      caChain,
+      issuers,
+      log: { key: skey, cert: scert.cert, chain: scert.chain },
+    };
+  }
+
+  private async bringUpListeners(caps: Capabilities): Promise<void> {
+    const at = (name: ListenerName) => ({ ...DEFAULT_LISTEN[name], ...this.opts.listen?.[name] });
+    const certs = await this.engineCertificates(caps);
+    const tls = { cert: certs.listener.cert, key: certs.listener.key, ca: certs.caChain };
+    const pki = await caps.pki.listen({ issuance: { ...at("issuance"), tls }, pki: at("pki") });
+    const siem = await caps.siem.listen({ syslog: { ...at("syslog"), tls: { ...tls, issuers: certs.issuers } }, bulk: { ...at("bulk"), tls: { ...tls, issuers: certs.issuers } } });
+    Object.assign(this.endpoints, { issuance: pki.issuance, pki: pki.pki, syslog: siem.syslog, bulk: siem.bulk });
+    caps.detector.start();
+    const sealer = createSealer({
+      journal: caps.journal,
+      wormDir: join(this.data, "worm"),
+      signer: softwareSigner(certs.log.key),
+      certificatePem: certs.log.cert,
+      chainPem: certs.log.chain,
+      interval: this.sealIntervalMs(),
+      onError: (err) => this.logger.error({ err: (err as Error).message }, "seal failed; retried next tick"),
+    });
+    await this.reconciler.attach(sealer);
+    await sealer.start();
+    caps.sealer = sealer;
+    await this.writeEndpoints();
+    this.listenersUp = true;
+    this.logger.info({ endpoints: this.endpoints }, "listening");
   }
 
   private makeSource(): Source {
@@ -231,6 +427,7 @@ export class Daemon {
         : { mode: "unsigned", warning: "dev mode without --trust: revisions are applied without signature checks or approvals" },
       timeline: { file: this.timeline ? join(this.data, "timeline", "timeline.jsonl") : null, head: this.timeline?.headHash ?? null, verified_at_start: this.timelineVerified, error: this.timelineError ?? null },
       endpoints: this.endpoints,
+      listeners: { up: this.listenersUp, error: this.listenerError ?? null },
       started_at: this.startedAt.toISOString(),
       recent_events: this.events.slice(-20),
     };
@@ -241,8 +438,9 @@ export class Daemon {
     this.admin = app;
     app.get("/healthz", async () => ({ ok: true }));
     app.get("/readyz", async (_req, reply) => {
-      if (this.reconciler.applied && !this.stopping) return { ready: true, revision: this.reconciler.applied.revision };
-      return reply.code(503).send({ ready: false, reason: this.stopping ? "shutting down" : "no revision applied yet", last_attempt: this.status().last_attempt });
+      if (this.reconciler.applied && this.listenersUp && !this.stopping) return { ready: true, revision: this.reconciler.applied.revision };
+      const reason = this.stopping ? "shutting down" : !this.reconciler.applied ? "no revision applied yet" : (this.listenerError ?? "listeners starting");
+      return reply.code(503).send({ ready: false, reason, last_attempt: this.status().last_attempt });
     });
     app.get("/v1/status", async () => this.status());
     app.get("/metrics", async (_req, reply) => reply.type(this.registry.contentType).send(await this.registry.metrics()));
@@ -290,24 +488,38 @@ export class Daemon {
     return this.reconciler.trigger(force ? "forced (SIGHUP)" : "requested", force);
   }
 
-  /** SIGTERM: stop taking revisions, drain in-flight requests, close services, mark the timeline. */
+  /** SIGTERM: stop taking revisions, drain in-flight requests and the journal, close services, mark the timeline. */
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
     this.logger.info("draining");
     await this.source?.close();
     await this.reconciler?.close();
+    await this.listenersTask?.catch(() => undefined);
     await this.admin?.close();
-    for (const s of [...(this.reconciler?.serviceList ?? [])].reverse()) {
+    const caps = this.caps;
+    const step = async (name: string, fn: () => Promise<unknown> | unknown) => {
       try {
-        await s.close?.();
+        await fn();
       } catch (err) {
-        this.logger.error({ service: s.name, err: (err as Error).message }, "service close failed");
+        this.logger.error({ service: name, err: (err as Error).message }, "close failed");
       }
+    };
+    if (caps) {
+      await step("pki", () => caps.pki.close());
+      await step("ingest", () => caps.siem.close());
+      await step("detector", () => caps.detector.stop());
+      await step("sealer", () => caps.sealer?.stop());
     }
+    const own = new Set<Service>(caps ? [caps.pki, caps.siem, caps.detector, ...(caps.sealer ? [caps.sealer] : [])] : []);
+    for (const s of [...(this.reconciler?.serviceList ?? [])].reverse()) if (!own.has(s)) await step(s.name, () => s.close?.());
     if (this.reconciler?.applied) {
       const ap = this.reconciler.applied;
-      await this.timeline.append({ type: "stopped", result: "stopped", revision: ap.revision, commit: ap.commit, reason: "daemon stopped (SIGTERM)" });
+      await step("timeline", () => this.timeline.append({ type: "stopped", result: "stopped", revision: ap.revision, commit: ap.commit, reason: "daemon stopped (SIGTERM)" }));
+    }
+    if (caps) {
+      await step("journal", () => caps.journal.close());
+      await step("keys", () => caps.keys.close());
     }
     this.logger.info("stopped");
   }

@@ -85,9 +85,36 @@ export class Reconciler {
     this.services = [...(o.services ?? [])];
   }
 
-  /** Adds a hosted service; it receives the applied state at the next revision. */
+  /** Adds a hosted service before the first reconcile. */
   addService(s: Service): void {
     this.services.push(s);
+  }
+
+  /**
+   * Adds a service while the daemon runs (e.g. the sealer, once the Log
+   * Signing Key exists): inside the one-at-a-time loop it prepares and commits
+   * the applied revision, then takes part in every later one.
+   */
+  attach(s: Service): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.attaching.push({ service: s, resolve, reject });
+      void this.trigger(`attach ${s.name}`);
+    });
+  }
+
+  private attaching: { service: Service; resolve: () => void; reject: (e: unknown) => void }[] = [];
+
+  private async attachPending(): Promise<void> {
+    for (const a of this.attaching.splice(0)) {
+      try {
+        if (this.applied) (await a.service.prepare(this.applied.state, undefined)).commit();
+        this.services.push(a.service);
+        a.resolve();
+      } catch (err) {
+        this.o.logger.error({ service: a.service.name, err: (err as Error).message }, "service refused the applied revision; not attached");
+        a.reject(err);
+      }
+    }
   }
 
   get serviceList(): readonly Service[] {
@@ -133,6 +160,7 @@ export class Reconciler {
   }
 
   private async runOnce(reason: string, force: boolean): Promise<void> {
+    await this.attachPending();
     const t0 = performance.now();
     const log = this.o.logger;
     let revision: string;
