@@ -3,7 +3,9 @@
  * with real SSH keys: what goes live, what is refused and why, approvals of a
  * relaxation, the evidence timeline.
  */
-import { createHmac } from "node:crypto";
+import { createHmac, generateKeyPairSync, X509Certificate } from "node:crypto";
+import { execFileSync } from "node:child_process";
+import { request } from "node:https";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -62,7 +64,9 @@ beforeAll(async () => {
     branch: "main",
     data,
     trust: world.allowedSigners,
-    listen: { admin: { host: "127.0.0.1", port: 0 } },
+    // dev: the CA is bootstrapped and the listeners get certificates; --trust still gates every revision.
+    dev: true,
+    listen: { admin: { host: "127.0.0.1", port: 0 }, issuance: { host: "127.0.0.1", port: 0 }, pki: { host: "127.0.0.1", port: 0 }, syslog: { host: "127.0.0.1", port: 0 }, bulk: { host: "127.0.0.1", port: 0 } },
     pollIntervalMs: 3_600_000,
     webhookSecret: SECRET,
     logger: pino({ level: "silent" }),
@@ -70,7 +74,48 @@ beforeAll(async () => {
   await daemon.start();
   admin = daemon.adminUrl;
   await daemon.reconciler.whenReady();
-}, 30_000);
+  await daemon.whenListening();
+  csr = makeCsr();
+}, 60_000);
+
+let csr: string;
+function makeCsr(): string {
+  const key = join(data, "api.key");
+  execFileSync("openssl", ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-subj", "/CN=api.viworks.example", "-addext", "subjectAltName=DNS:api.viworks.example", "-out", join(data, "api.csr")], { stdio: "ignore" });
+  return readFileSync(join(data, "api.csr"), "utf8");
+}
+
+/** POST /v1/certs/issue/server over mTLS with the dev Backend client certificate. */
+function issue(profile = "backend-api"): Promise<{ status: number; body: any }> {
+  const url = new URL(JSON.parse(readFileSync(join(data, "run", "endpoints.json"), "utf8")).issuance);
+  const payload = JSON.stringify({ profile, csr });
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: url.hostname,
+        port: url.port,
+        path: "/v1/certs/issue/server",
+        method: "POST",
+        ca: readFileSync(join(data, "dev", "ca-chain.pem")),
+        cert: readFileSync(join(data, "dev", "backend-client.crt")),
+        key: readFileSync(join(data, "dev", "backend-client.key")),
+        headers: { "content-type": "application/json", "content-length": Buffer.byteLength(payload) },
+      },
+      (res) => {
+        let text = "";
+        res.on("data", (c) => (text += c));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+      },
+    );
+    req.on("error", reject);
+    req.end(payload);
+  });
+}
+
+function validityDays(pem: string): number {
+  const c = new X509Certificate(pem);
+  return Math.round((Date.parse(c.validTo) - Date.parse(c.validFrom)) / 86_400_000);
+}
 
 afterAll(async () => {
   await daemon?.stop();
@@ -88,11 +133,17 @@ describe("viw run following a signed git remote", () => {
     expect(s.trust.mode).toBe("signed");
     const endpoints = JSON.parse(readFileSync(join(data, "run", "endpoints.json"), "utf8"));
     expect(endpoints.admin).toBe(admin);
+    expect(Object.keys(endpoints).sort()).toEqual(["admin", "bulk", "issuance", "pki", "syslog"]);
+    expect(s.services.pki.revision).toBe(world.head());
+    expect(Object.keys(s.services)).toEqual(expect.arrayContaining(["pki", "ingest", "detector", "sealer"]));
     const metrics = (await get("/metrics")).body as string;
     expect(metrics).toContain(`viw_config_revision_info{revision="${world.head()}"`);
   });
 
-  it("applies a signed tightening at once on the webhook", async () => {
+  it("applies a signed tightening at once on the webhook; the next issuance follows it", async () => {
+    const before = await issue();
+    expect(before.status).toBe(201);
+    expect(validityDays(before.body.certificate)).toBe(90);
     const rev = world.commit("shorter default validity", { [PROFILE]: world.read(PROFILE).replace("default: 90d", "default: 60d") }, "bob");
     const r = await push();
     expect(r.status).toBe(200);
@@ -100,12 +151,26 @@ describe("viw run following a signed git remote", () => {
     expect(s.applied.revision).toBe(rev);
     expect(s.applied.signer.principal).toBe("bob@viworks.example");
     expect(s.applied.bootstrap).toBe(false);
+    const after = await issue();
+    expect(after.status).toBe(201);
+    expect(after.body.revision).toBe(rev);
+    expect(validityDays(after.body.certificate)).toBe(60);
   });
 
   it("refuses an invalid commit with file:line while the previous revision keeps serving", async () => {
     const live = (await status()).applied.revision;
     const bad = world.commit("typo", { [PROFILE]: world.read(PROFILE).replace("default: 60d", "default: sixty") }, "alice");
+    // Issuance keeps answering from the live revision during the attempt: no failed request.
+    let stop = false;
+    const results: number[] = [];
+    const load = (async () => {
+      while (!stop) results.push((await issue()).status);
+    })();
     await push();
+    stop = true;
+    await load;
+    expect(results.length).toBeGreaterThan(0);
+    expect(results.every((c) => c === 201)).toBe(true);
     const s = await status();
     expect(s.applied.revision).toBe(live);
     expect(s.last_attempt.revision).toBe(bad);
