@@ -4,3 +4,18 @@
  * certificate renewal (the engine's own listeners and `viw agent renew`).
  */
 export { pinOf, pinOfSpki, pinOfKey, isPin, shortPin, PinError, type PinResult, type PinSource } from "./pin.js";
+export {
+  PHASES,
+  issuablePins,
+  acceptedPins,
+  pinAccepted,
+  pinRetired,
+  pinRetiredFrom,
+  backupPins,
+  effectiveRole,
+  checkIssuance,
+  checkProfileIssuance,
+  checkPinSetRevision,
+  type PinRefusal,
+  type RevisionProblem,
+} from "./roll.js";

@@ -1,4 +1,4 @@
-import { createHash, createPublicKey, type KeyObject } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
 
 /**
  * RFC 7469 pin-sha256: base64(SHA-256(DER SubjectPublicKeyInfo)).
@@ -159,7 +159,7 @@ export function pinOf(input: Uint8Array | string): PinResult {
     [() => result(spkiOfCertificate(buf), "certificate"), "certificate"],
     [() => result(spkiOfCsr(buf), "csr"), "CSR"],
     [() => result(checkedSpki(buf, spkiRoot(buf)), "public-key"), "public key"],
-    [() => fromKey(() => createPublicKey({ key: buf, format: "der", type: "pkcs8" }), "private-key"), "private key"],
+    [() => fromKey(() => createPublicKey(createPrivateKey({ key: buf, format: "der", type: "pkcs8" })), "private-key"), "private key"],
   ];
   for (const [f] of tries) {
     try {
