@@ -162,11 +162,16 @@ export class ElasticSink {
 
   handle = async (records: JournalRecord[]): Promise<void> => {
     await this.ensureTemplate();
-    const failures: { status: number; error: unknown; record: JournalRecord }[] = [];
+    const failures: { status: number; error: unknown; record: JournalRecord | undefined }[] = [];
+    // onDrop hands back the ECS document; the journal record is found by _id
+    const byId = new Map(records.map((r) => [r.event.event_id, r]));
     const result = await this.client.helpers.bulk<JournalRecord>({
       datasource: records,
       onDocument: (r) => [{ create: { _index: dailyIndex(r.index, r.event), _id: r.event.event_id } }, toEcs(r.event)],
-      onDrop: (d) => failures.push({ status: d.status, error: d.error, record: d.document }),
+      onDrop: (d) => {
+        const op = d.operation as { create?: { _id?: string } };
+        failures.push({ status: d.status, error: d.error, record: byId.get(op.create?._id ?? "") });
+      },
       retries: this.opts.retries ?? 5,
       wait: 500,
       flushBytes: 5_000_000,
@@ -184,7 +189,7 @@ export class ElasticSink {
       mkdirSync(dirname(this.opts.deadLetterFile), { recursive: true });
       appendFileSync(
         this.opts.deadLetterFile,
-        dead.map((f) => JSON.stringify({ at: new Date().toISOString(), seq: f.record.seq, index: f.record.index, status: f.status, error: f.error, event: f.record.event }) + "\n").join(""),
+        dead.map((f) => JSON.stringify({ at: new Date().toISOString(), seq: f.record?.seq, index: f.record?.index, status: f.status, error: f.error, event: f.record?.event }) + "\n").join(""),
       );
       this.deadLettered += dead.length;
       this.opts.log?.(`elasticsearch refused ${dead.length} documents; dead-lettered to ${this.opts.deadLetterFile}`);
