@@ -19,3 +19,4 @@ export {
   type PinRefusal,
   type RevisionProblem,
 } from "./roll.js";
+export { PinTelemetry, pinRoutes, CONSUMER as PIN_TELEMETRY_CONSUMER, type PinStatus, type PinCountView } from "./telemetry.js";
