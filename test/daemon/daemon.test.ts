@@ -296,4 +296,27 @@ describe("viw run following a signed git remote", () => {
     expect(JSON.parse(t.out).verification).toMatch(/timeline\.jsonl:\d+: content does not match/);
     writeFileSync(file, text);
   });
+
+  it("after a restart resumes the applied commit without new approvals and still refuses a rollback", async () => {
+    const live = (await status()).applied.revision;
+    const older = world.git("rev-parse", `${live}~1`); // signed by alice: refused for the rollback, not the signature
+    await daemon.stop();
+    daemon = createDaemon({ ...daemon.opts, logger: pino({ level: "silent" }) });
+    await daemon.start();
+    admin = daemon.adminUrl;
+    await daemon.reconciler.whenReady();
+    let s = await status();
+    expect(s.applied.revision).toBe(live);
+    expect(s.applied.bootstrap).toBe(false);
+    world.git("reset", "-q", "--hard", older);
+    await push();
+    s = await status();
+    expect(s.applied.revision).toBe(live);
+    expect(s.last_attempt).toMatchObject({ revision: older, stage: "rollback" });
+    const ev = JSON.parse((await evidence("json")).out);
+    expect(ev.verified).toBe(true);
+    // The stop closed one interval; the resumed one is open.
+    expect(ev.live.at(-2).to).not.toBeNull();
+    expect(ev.live.at(-1)).toMatchObject({ commit: live, to: null });
+  }, 60_000);
 });
