@@ -1,10 +1,11 @@
 // A SIEM service on loopback with the default config content, test PKI and
 // shipper keys generated here (the policies' public keys are replaced by ours).
 import { generateKeyPairSync, sign, type KeyObject } from "node:crypto";
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadSnapshot, readDirSnapshot, type DesiredState } from "../../../engine/config/index.js";
+import type { DesiredState } from "../../../engine/config/index.js";
+import { testStateFrom } from "./state.js";
 import { createSiemService, type SiemService, type SiemServiceOptions } from "../../../engine/siem/index.js";
 import { makePki, type TestPki } from "./pki.js";
 
@@ -27,22 +28,8 @@ export function signBody(shipper: Shipper, body: Buffer): string {
 }
 
 /** The default content with the ingest policy's shipper keys swapped for test keys. */
-export async function testState(shippers: Record<string, Shipper>, edit?: (ingestYaml: string) => string): Promise<DesiredState> {
-  const dir = mkdtempSync(join(tmpdir(), "viw-ingest-cfg-"));
-  try {
-    for (const d of ["profiles", "pins", "policies", "detections", "dashboards"]) cpSync(join(REPO, d), join(dir, d), { recursive: true });
-    let ingest = readFileSync(join(dir, "policies", "ingest.yaml"), "utf8");
-    for (const [id, s] of Object.entries(shippers)) {
-      ingest = ingest.replace(new RegExp(`(- id: ${id}\\n(?:.*\\n)*?\\s+public_key: ).*`), `$1${s.publicRaw}`);
-    }
-    if (edit) ingest = edit(ingest);
-    writeFileSync(join(dir, "policies", "ingest.yaml"), ingest);
-    const r = loadSnapshot(await readDirSnapshot(dir));
-    if (!r.state) throw new Error(`test config invalid: ${JSON.stringify(r.errors.slice(0, 3))}`);
-    return r.state;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+export function testState(shippers: Record<string, Shipper>, edit?: (ingestYaml: string) => string): Promise<DesiredState> {
+  return testStateFrom(REPO, Object.fromEntries(Object.entries(shippers).map(([id, s]) => [id, s.publicRaw])), edit);
 }
 
 export interface Harness {

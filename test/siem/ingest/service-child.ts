@@ -1,0 +1,32 @@
+// The SIEM service in its own process, for kill -9 tests and benchmarks.
+// argv[2]: JSON {repo, dataDir, pkiDir, syslogPort, bulkPort, shippers: {id: base64 raw key}, sink?}
+// Prints {"syslog","bulk"} once listening; answers "status" lines on stdin with
+// {lastSeq, cursors, stored, vmHwmKb}; SIGTERM closes (drains) and exits.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { createSiemService } from "../../../engine/siem/index.js";
+import { testStateFrom } from "./state.js";
+
+const cfg = JSON.parse(process.argv[2]!) as { repo: string; dataDir: string; pkiDir: string; syslogPort: number; bulkPort: number; shippers: Record<string, string> };
+const pem = (f: string) => readFileSync(join(cfg.pkiDir, f), "utf8");
+const state = await testStateFrom(cfg.repo, cfg.shippers);
+const service = await createSiemService({ dataDir: cfg.dataDir, enrich: false });
+(await service.prepare(state, undefined)).commit();
+const tls = { key: pem("server.key"), cert: pem("server.crt"), ca: [pem("int-tls.crt")], issuers: { "int-tls": pem("int-tls.crt") } };
+const addrs = await service.listen({ syslog: { port: cfg.syslogPort, tls }, bulk: { port: cfg.bulkPort, tls } });
+process.stdout.write(JSON.stringify(addrs) + "\n");
+
+function hwm(): number {
+  const m = /VmHWM:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"));
+  return m ? Number(m[1]) : 0;
+}
+createInterface({ input: process.stdin }).on("line", (line) => {
+  if (line.trim() === "status") {
+    const s = service.journal.stats();
+    process.stdout.write(JSON.stringify({ lastSeq: s.lastSeq, cursors: s.cursors, stored: service.store?.count(), vmHwmKb: hwm() }) + "\n");
+  }
+});
+process.on("SIGTERM", () => {
+  void service.close().then(() => process.exit(0));
+});
