@@ -1,0 +1,17 @@
+/**
+ * The signed log chain (spec §4.3): the sealer turns the journal into
+ * per-interval Merkle batches with signed, hash-linked manifests and
+ * checkpoints in WORM storage; the verifier checks a WORM copy end to end;
+ * inclusion proofs show one event is in the chain. Format: README.md here.
+ */
+export { createSealer, Sealer } from "./sealer.js";
+export type { SealerOptions, SealerStatus } from "./sealer.js";
+export { verifyChain } from "./verify.js";
+export type { VerifyOptions, VerifyReport, Problem, ProblemKind, KeyReport } from "./verify.js";
+export { proofFor, checkProof, proofRoutes } from "./proof.js";
+export type { InclusionProof, ProofCheck, ProofLookup } from "./proof.js";
+export { DirectoryWorm, WormIncidentError } from "./worm.js";
+export type { WormStore, PutOptions } from "./worm.js";
+export { FORMAT, intervalStart } from "./format.js";
+export type { Manifest, Checkpoint, KeyChange } from "./format.js";
+export * as merkle from "./merkle.js";

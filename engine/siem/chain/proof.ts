@@ -1,0 +1,187 @@
+/**
+ * Inclusion proofs: that one event is in a sealed batch whose signed manifest
+ * is in the chain. A proof is self-contained JSON (the event, its batch's
+ * audit path, the manifest, the signing key's certificate bundle), so it can
+ * be handed to an auditor and checked offline with `viw verify-logs --event`.
+ */
+import type { X509Certificate } from "node:crypto";
+import type { FastifyPluginAsync } from "fastify";
+import { canonicalJson } from "../../config/index.js";
+import { hashBatch, intervalStart, MANIFEST_FILE, signatureValid, type Manifest } from "./format.js";
+import { certificateSha256, loadStoredKeys, pemCertificates, validatePath, type StoredKey } from "./keys.js";
+import { inclusionProof, leafHash, rootFromInclusionProof } from "./merkle.js";
+import { parseManifest } from "./verify.js";
+import { DirectoryWorm, type WormStore } from "./worm.js";
+
+export interface InclusionProof {
+  event_id: string;
+  /** The event exactly as sealed (its canonical JSON is the leaf). */
+  event: Record<string, unknown>;
+  batch: string;
+  seq: number;
+  leaf_index: number;
+  tree_size: number;
+  /** RFC 9162 audit path, hex, leaf to root. */
+  audit_path: string[];
+  manifest: Manifest;
+  /** The signing key's certificate then its issuers, PEM. */
+  certificate: string;
+}
+
+export interface ProofLookup {
+  /** The event's received_at (or any time in its interval): looks there first instead of scanning newest to oldest. */
+  near?: string;
+  /** Seal interval in ms, to turn `near` into a batch. */
+  interval?: number;
+}
+
+/**
+ * Finds the event in the sealed batches and builds its proof. Canonical JSON
+ * makes `"event_id":"…"` an exact byte pattern, so a batch is searched with
+ * Buffer.indexOf before any line is parsed.
+ */
+export async function proofFor(wormOrDir: string | WormStore, eventId: string, lookup: ProofLookup = {}): Promise<InclusionProof | undefined> {
+  const worm = typeof wormOrDir === "string" ? new DirectoryWorm(wormOrDir) : wormOrDir;
+  const names = (await worm.list("manifests/")).filter((n) => MANIFEST_FILE.test(n)).reverse();
+  const near = lookup.near ? Date.parse(lookup.near) : NaN;
+  if (Number.isFinite(near)) {
+    // The event's own interval first, then later ones (late events go to the first unsealed batch).
+    const from = intervalStart(near, lookup.interval ?? 60_000);
+    const manifests: { name: string; m: Manifest }[] = [];
+    for (const name of names) {
+      const m = await readManifest(worm, name);
+      if (!m) continue;
+      if (Date.parse(m.end) <= from) break;
+      manifests.unshift({ name, m });
+    }
+    for (const { m } of manifests) {
+      const p = await searchBatch(worm, m, eventId);
+      if (p) return p;
+    }
+  }
+  for (const name of names) {
+    const m = await readManifest(worm, name);
+    if (!m) continue;
+    const p = await searchBatch(worm, m, eventId);
+    if (p) return p;
+  }
+  return undefined;
+}
+
+async function readManifest(worm: WormStore, name: string): Promise<Manifest | undefined> {
+  const bytes = await worm.get(name);
+  if (!bytes) return undefined;
+  const m = parseManifest(bytes);
+  return typeof m === "string" ? undefined : m;
+}
+
+async function searchBatch(worm: WormStore, m: Manifest, eventId: string): Promise<InclusionProof | undefined> {
+  if (!m.batch) return undefined;
+  const content = await worm.get(m.batch);
+  if (!content) return undefined;
+  const needle = Buffer.from(`"event_id":${JSON.stringify(eventId)}`);
+  let at = content.indexOf(needle);
+  while (at >= 0) {
+    const lineStart = content.lastIndexOf(0x0a, at) + 1;
+    const lineEnd = content.indexOf(0x0a, at);
+    const line = content.subarray(lineStart, lineEnd < 0 ? content.length : lineEnd);
+    const event = JSON.parse(line.toString("utf8")) as Record<string, unknown>;
+    if (event.event_id === eventId) {
+      const file = Buffer.concat([Buffer.from([0x0a]), content]);
+      const { leaves } = hashBatch(file, 1);
+      let index = 0;
+      for (let i = 0; i < lineStart; i++) if (content[i] === 0x0a) index++;
+      const key = (await loadStoredKeys(worm)).byId.get(m.key_id)?.[0];
+      return {
+        event_id: eventId,
+        event,
+        batch: m.batch,
+        seq: m.seq,
+        leaf_index: index,
+        tree_size: m.count,
+        audit_path: inclusionProof(leaves, index).map((h) => h.toString("hex")),
+        manifest: m,
+        certificate: key ? [key.certificate, ...key.chain].map((c) => c.toString().trim()).join("\n") + "\n" : "",
+      };
+    }
+    at = content.indexOf(needle, at + needle.length);
+  }
+  return undefined;
+}
+
+export interface ProofCheck {
+  ok: boolean;
+  event_id: string;
+  seq: number;
+  anchor: "checked" | "not_checked";
+  /** Set when --worm was given: the manifest is the one in the WORM chain. */
+  in_chain: boolean | null;
+  problems: string[];
+}
+
+/**
+ * Checks a proof: leaf → audit path → the manifest's root, the manifest's
+ * signature by the enclosed certificate's key, that certificate against the
+ * CA when given, and the manifest against the WORM copy when given.
+ */
+export async function checkProof(proof: InclusionProof, options: { ca?: string; worm?: string | WormStore } = {}): Promise<ProofCheck> {
+  const problems: string[] = [];
+  const m = proof.manifest;
+  const leaf = leafHash(Buffer.from(canonicalJson(proof.event), "utf8"));
+  if (proof.event?.event_id !== proof.event_id) problems.push(`the proof's event has event_id ${JSON.stringify(proof.event?.event_id)}, not ${JSON.stringify(proof.event_id)}`);
+  const root = rootFromInclusionProof(proof.leaf_index, m.count, leaf, (proof.audit_path ?? []).map((h) => Buffer.from(h, "hex")));
+  if (!root) problems.push(`the audit path does not fit leaf ${proof.leaf_index} of a batch of ${m.count} events`);
+  else if (root.toString("hex") !== m.root) problems.push(`the event and audit path lead to root ${root.toString("hex").slice(0, 16)}…, the manifest signed ${m.root.slice(0, 16)}…: the event was modified or is not in batch ${m.seq}`);
+
+  let certs: X509Certificate[] = [];
+  try {
+    certs = pemCertificates(proof.certificate ?? "");
+  } catch (e) {
+    problems.push(`the proof's certificate cannot be read: ${(e as Error).message}`);
+  }
+  const [leafCert, ...chain] = certs;
+  if (!leafCert) problems.push("the proof carries no signing certificate");
+  else {
+    const key: StoredKey = { keyId: m.key_id, publicKey: leafCert.publicKey, certificate: leafCert, chain, certSha256: certificateSha256(leafCert), file: "" };
+    if (!signatureValid(m, leafCert.publicKey)) problems.push(`the manifest's signature does not verify with the enclosed certificate (${leafCert.subject.replace(/\n/g, ", ")})`);
+    if (options.ca !== undefined) {
+      const v = validatePath(key, pemCertificates(options.ca));
+      if (typeof v === "string") problems.push(v);
+      else if (Date.parse(m.sealed_at) < v.notBefore.getTime() || Date.parse(m.sealed_at) > v.notAfter.getTime()) problems.push(`sealed at ${m.sealed_at}, outside the signing certificate's validity`);
+    }
+  }
+
+  let inChain: boolean | null = null;
+  if (options.worm !== undefined) {
+    const worm = typeof options.worm === "string" ? new DirectoryWorm(options.worm) : options.worm;
+    const stored = await worm.get(`manifests/${String(m.seq).padStart(12, "0")}.json`);
+    inChain = !!stored && stored.equals(Buffer.from(canonicalJson(m), "utf8"));
+    if (!inChain) problems.push(`manifest ${m.seq} in ${worm.location} ${stored ? "differs from the proof's" : "does not exist"}`);
+  }
+  return { ok: problems.length === 0, event_id: proof.event_id, seq: m?.seq, anchor: options.ca !== undefined ? "checked" : "not_checked", in_chain: inChain, problems };
+}
+
+
+/**
+ * GET /v1/proof?event_id=ID[&near=TIME] for the admin port: 200 the proof,
+ * 404 when the event is not (yet) in a sealed batch, 400 without event_id.
+ */
+export function proofRoutes(options: { worm: string | WormStore; interval?: number }): FastifyPluginAsync {
+  const worm = typeof options.worm === "string" ? new DirectoryWorm(options.worm) : options.worm;
+  return async (app) => {
+    app.get("/v1/proof", async (request, reply) => {
+      const q = request.query as Record<string, unknown>;
+      const eventId = q.event_id;
+      if (typeof eventId !== "string" || eventId.length === 0 || eventId.length > 512) {
+        return reply.code(400).send({ error: { code: "bad_request", message: "query parameter event_id is required (1 to 512 characters)", field: "event_id" } });
+      }
+      const near = typeof q.near === "string" ? q.near : undefined;
+      if (near !== undefined && !Number.isFinite(Date.parse(near))) {
+        return reply.code(400).send({ error: { code: "bad_request", message: `near: not a time: ${JSON.stringify(near)}`, field: "near" } });
+      }
+      const proof = await proofFor(worm, eventId, { near, interval: options.interval });
+      if (!proof) return reply.code(404).send({ error: { code: "not_found", message: `event ${JSON.stringify(eventId)} is not in a sealed batch (not received, or its interval is not sealed yet)` } });
+      return proof;
+    });
+  };
+}

@@ -1,0 +1,400 @@
+/**
+ * The sealer: a journal consumer that groups events by the interval of their
+ * `received_at`, and once an interval has closed (plus a grace for events
+ * still on their way into the journal) writes its batch file and signed
+ * manifest to WORM, a signed checkpoint every `checkpointEvery` manifests, and
+ * only then moves its journal cursor.
+ *
+ * Crash safety: a manifest is the commit point. Each records `journal_through`
+ * (the journal position read when it was sealed); on restart the sealer reads
+ * the last manifest and re-reads the journal from its cursor, skipping records
+ * at or below `journal_through` whose interval the chain already covers, so
+ * nothing is sealed twice or skipped. The cursor is the position below the
+ * oldest still-unsealed record, committed after the manifest is durable.
+ * A batch file written just before a crash that left no manifest is an
+ * unreferenced orphan: the batch name carries its hash, so the re-seal does
+ * not collide with it.
+ */
+import { createHash } from "node:crypto";
+import type { DesiredState } from "../../config/index.js";
+import { periodStart } from "../../config/index.js";
+import type { Prepared, Service } from "../../gitops/service.js";
+import { ServiceError } from "../../gitops/service.js";
+import type { Signer } from "../../pki/signer.js";
+import type { Journal, JournalRecord } from "../journal/contract.js";
+import {
+  batchName,
+  checkpointName,
+  EMPTY_SHA256,
+  encodeBatch,
+  FORMAT,
+  intervalStart,
+  MANIFEST_FILE,
+  manifestName,
+  signDocument,
+  type Checkpoint,
+  type Manifest,
+} from "./format.js";
+import { keyBundle } from "./keys.js";
+import { proofFor, type InclusionProof } from "./proof.js";
+import { HASH_SIZE, leafHash, rootFromLeafHashes } from "./merkle.js";
+import { DirectoryWorm, type WormStore } from "./worm.js";
+
+export interface SealerOptions {
+  journal: Journal;
+  /** A directory (the filesystem backend) or any WormStore. */
+  wormDir?: string;
+  worm?: WormStore;
+  /** The Log Signing Key (software or PKCS#11) and its certificate from profile log-signing, with its issuers. */
+  signer: Signer;
+  certificatePem: string;
+  chainPem?: string | readonly string[];
+  /** Seal interval in ms. Default 60 000. */
+  interval?: number;
+  /** Wait after an interval closes for events still being journaled. Default min(5 s, interval/4). */
+  grace?: number;
+  /** A signed checkpoint every N manifests. Default 60 (hourly at the default interval). */
+  checkpointEvery?: number;
+  /** A run of more than this many empty intervals (after downtime) is sealed as one manifest. Default 60. */
+  maxEmptyRun?: number;
+  /** The journal consumer name. Default "sealer". */
+  consumer?: string;
+  now?: () => number;
+  /** Told about failures of a seal attempt (it is retried on the next tick). */
+  onError?: (err: unknown) => void;
+}
+
+interface Tip {
+  seq: number;
+  end: number;
+  hash: string;
+  keyId: string;
+  journalThrough: number;
+}
+
+export interface SealerStatus {
+  [k: string]: unknown;
+  worm: string;
+  interval_ms: number;
+  key_id: string;
+  last_seq: number | null;
+  last_end: string | null;
+  pending_events: number;
+  cursor: number;
+  last_error: string | null;
+}
+
+export class Sealer implements Service {
+  readonly name = "sealer";
+  readonly worm: WormStore;
+  readonly interval: number;
+  private readonly grace: number;
+  private readonly checkpointEvery: number;
+  private readonly maxEmptyRun: number;
+  private readonly consumer: string;
+  private readonly now: () => number;
+  private signer: Signer;
+  private bundle: ReturnType<typeof keyBundle>;
+  private tip: Tip | undefined;
+  /** Leaf hashes of every manifest so far, for checkpoints. */
+  private manifestLeaves: Buffer[] = [];
+  /** Batch files not yet removed by retention, oldest first. */
+  private live: { end: number; name: string }[] = [];
+  private pending = new Map<number, JournalRecord[]>();
+  private readPos = 0;
+  private retention: string | undefined;
+  /** The retention cutoff recorded in the last durable manifest: only batches before it may go. */
+  private recordedCutoff: number | undefined;
+  /** Where a new chain starts: the interval the sealer first started in. */
+  private genesis: number | undefined;
+  private started = false;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> = Promise.resolve();
+  private stopped = false;
+  private lastError: string | null = null;
+
+  constructor(private readonly options: SealerOptions) {
+    if (!options.worm && !options.wormDir) throw new Error("sealer: wormDir or worm is required");
+    this.worm = options.worm ?? new DirectoryWorm(options.wormDir!);
+    this.interval = options.interval ?? 60_000;
+    if (!Number.isInteger(this.interval) || this.interval < 100) throw new Error(`sealer: seal interval ${this.interval} ms is below 100 ms`);
+    this.grace = options.grace ?? Math.min(5_000, Math.floor(this.interval / 4));
+    this.checkpointEvery = options.checkpointEvery ?? 60;
+    this.maxEmptyRun = options.maxEmptyRun ?? 60;
+    this.consumer = options.consumer ?? "sealer";
+    this.now = options.now ?? Date.now;
+    this.signer = options.signer;
+    this.bundle = this.checkedBundle(options.signer, options.certificatePem, options.chainPem);
+  }
+
+  private checkedBundle(signer: Signer, certificatePem: string, chainPem?: string | readonly string[]) {
+    const bundle = keyBundle(certificatePem, chainPem);
+    if (bundle.keyId !== signer.keyId) throw new Error(`sealer: the log signing certificate is for key ${bundle.keyId}, the signer's key is ${signer.keyId}`);
+    return bundle;
+  }
+
+  /** Loads the chain's tip from WORM and the journal cursor; starts the timer unless `manual`. */
+  async start(options: { manual?: boolean } = {}): Promise<void> {
+    if (this.started) return;
+    await this.worm.put(this.bundle.name, this.bundle.bytes);
+    const names = (await this.worm.list("manifests/")).filter((n) => MANIFEST_FILE.test(n));
+    const live: { end: number; name: string }[] = [];
+    for (const [i, name] of names.entries()) {
+      const bytes = (await this.worm.get(name))!;
+      const m = JSON.parse(bytes.toString("utf8")) as Manifest;
+      if (m.seq !== i) throw new Error(`sealer: ${name} holds manifest ${m.seq}, expected ${i}: the WORM directory is damaged, run viw verify-logs`);
+      this.manifestLeaves.push(leafHash(bytes));
+      if (m.batch) live.push({ end: Date.parse(m.end), name: m.batch });
+      this.tip = { seq: m.seq, end: Date.parse(m.end), hash: sha256(bytes), keyId: m.key_id, journalThrough: m.journal_through };
+    }
+    this.live = live;
+    if (!this.tip) this.genesis = intervalStart(this.now(), this.interval);
+    this.readPos = this.options.journal.cursor(this.consumer);
+    this.started = true;
+    if (this.tip && (this.tip.seq + 1) % this.checkpointEvery === 0) await this.checkpoint();
+    if (!options.manual) this.schedule();
+  }
+
+  /** Seals with a new key from the next manifest on; the change is recorded in the chain. */
+  async rotateKey(signer: Signer, certificatePem: string, chainPem?: string | readonly string[]): Promise<void> {
+    const bundle = this.checkedBundle(signer, certificatePem, chainPem);
+    await this.worm.put(bundle.name, bundle.bytes);
+    await this.exclusive(async () => {
+      this.signer = signer;
+      this.bundle = bundle;
+    });
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    const next = this.nextStart();
+    const due = next === undefined ? this.now() + this.interval : next + this.interval + this.grace;
+    const delay = Math.max(20, Math.min(due - this.now(), this.interval));
+    this.timer = setTimeout(() => {
+      this.tick()
+        .catch(() => undefined) // kept in status().last_error; retried next tick
+        .finally(() => this.schedule());
+    }, delay);
+    this.timer.unref?.();
+  }
+
+  /** Reads the journal and seals every interval that is due; returns how many manifests were written. */
+  tick(): Promise<number> {
+    let sealed = 0;
+    return this.exclusive(async () => {
+      try {
+        this.read();
+        sealed = await this.sealDue();
+        this.lastError = null;
+      } catch (e) {
+        this.lastError = (e as Error).message;
+        this.options.onError?.(e);
+        if (!this.options.onError) throw e;
+      }
+    }).then(() => sealed);
+  }
+
+  private exclusive(fn: () => Promise<void>): Promise<void> {
+    const run = this.running.then(fn);
+    this.running = run.catch(() => undefined);
+    return run;
+  }
+
+  private read(): void {
+    const journal = this.options.journal;
+    for (;;) {
+      const records = journal.read(this.readPos, 10_000);
+      if (records.length === 0) return;
+      for (const r of records) this.place(r);
+      this.readPos = records[records.length - 1]!.seq;
+    }
+  }
+
+  private place(r: JournalRecord): void {
+    const received = Date.parse(r.event.received_at);
+    let iv = Number.isFinite(received) ? intervalStart(received, this.interval) : undefined;
+    const tip = this.tip;
+    if (tip && iv !== undefined && iv < tip.end && r.seq <= tip.journalThrough) return; // sealed before a restart
+    // Late (its interval is already sealed) or without a usable time: the first unsealed interval takes it.
+    if (iv === undefined) iv = tip ? tip.end : intervalStart(this.now(), this.interval);
+    else if (tip && iv < tip.end) iv = tip.end;
+    const list = this.pending.get(iv);
+    if (list) list.push(r);
+    else this.pending.set(iv, [r]);
+  }
+
+  private nextStart(): number | undefined {
+    if (this.tip) return this.tip.end;
+    let min: number | undefined;
+    for (const k of this.pending.keys()) if (min === undefined || k < min) min = k;
+    if (this.genesis !== undefined && (min === undefined || this.genesis < min)) min = this.genesis;
+    return min;
+  }
+
+  private async sealDue(): Promise<number> {
+    let sealed = 0;
+    const limit = intervalStart(this.now() - this.grace, this.interval); // intervals ending at or before this are due
+    for (;;) {
+      const start = this.nextStart();
+      if (start === undefined || start + this.interval > limit) break;
+      let end = start + this.interval;
+      const records = this.pending.get(start) ?? [];
+      if (records.length === 0) {
+        // A run of empty intervals after downtime: one manifest for up to maxEmptyRun of them each, not one per minute of the outage.
+        const emptyNext = (at: number) => at + this.interval <= limit && !this.pending.has(at);
+        let runEnd = end;
+        let n = 1;
+        while (n <= this.maxEmptyRun && emptyNext(runEnd)) {
+          runEnd += this.interval;
+          n++;
+        }
+        if (n > this.maxEmptyRun) {
+          while (emptyNext(runEnd)) runEnd += this.interval;
+          end = runEnd;
+        }
+      }
+      await this.seal(start, end, records);
+      this.pending.delete(start);
+      sealed++;
+    }
+    if (sealed > 0) {
+      let oldest = Infinity;
+      for (const list of this.pending.values()) for (const r of list) if (r.seq < oldest) oldest = r.seq;
+      const cursor = oldest === Infinity ? this.readPos : oldest - 1;
+      if (cursor > this.options.journal.cursor(this.consumer)) this.options.journal.commitCursor(this.consumer, cursor);
+      await this.expire();
+    }
+    return sealed;
+  }
+
+  private retentionCutoff(): number | undefined {
+    return this.retention ? periodStart(this.retention, new Date(this.now())).getTime() : undefined;
+  }
+
+  private async seal(start: number, end: number, records: JournalRecord[]): Promise<void> {
+    const seq = this.tip ? this.tip.seq + 1 : 0;
+    const expire = this.retentionCutoff();
+    let batch: string | undefined;
+    let root = rootFromLeafHashes(Buffer.alloc(0)).toString("hex");
+    let batchSha = EMPTY_SHA256;
+    if (records.length > 0) {
+      const encoded = encodeBatch(records.map((r) => r.event));
+      batch = batchName(seq, encoded.sha256);
+      root = encoded.root.toString("hex");
+      batchSha = encoded.sha256;
+      await this.worm.put(batch, encoded.bytes, { retainUntil: this.retainUntil(end) });
+    }
+    const signer = this.signer;
+    const unsigned: Omit<Manifest, "signature"> = {
+      format: FORMAT,
+      seq,
+      start: new Date(start).toISOString(),
+      end: new Date(end).toISOString(),
+      count: records.length,
+      root,
+      ...(batch ? { batch } : {}),
+      batch_sha256: batchSha,
+      prev: this.tip?.hash ?? null,
+      key_id: signer.keyId,
+      alg: signer.algorithm,
+      ...(this.tip && this.tip.keyId !== signer.keyId ? { key_change: { from: this.tip.keyId, to: signer.keyId, certificate_sha256: this.bundle.certSha256 } } : {}),
+      ...(expire !== undefined ? { expire_before: new Date(expire).toISOString() } : {}),
+      journal_through: this.readPos,
+      sealed_at: new Date(this.now()).toISOString(),
+    };
+    const { bytes } = await signDocument<Manifest>(unsigned, signer);
+    await this.worm.put(manifestName(seq), bytes, { retainUntil: this.retainUntil(end) });
+    this.manifestLeaves.push(leafHash(bytes));
+    this.tip = { seq, end, hash: sha256(bytes), keyId: signer.keyId, journalThrough: this.readPos };
+    this.recordedCutoff = expire;
+    if (batch) this.live.push({ end, name: batch });
+    if ((seq + 1) % this.checkpointEvery === 0) await this.checkpoint();
+  }
+
+  private retainUntil(end: number): Date | undefined {
+    if (!this.retention) return undefined;
+    // periodStart goes back; the same period forward from the interval end.
+    const back = periodStart(this.retention, new Date(end)).getTime();
+    return new Date(end + (end - back));
+  }
+
+  private async checkpoint(): Promise<void> {
+    const tip = this.tip!;
+    const size = tip.seq + 1;
+    if (await this.worm.get(checkpointName(size))) return;
+    const signer = this.signer;
+    const unsigned: Omit<Checkpoint, "signature"> = {
+      format: FORMAT,
+      kind: "checkpoint",
+      size,
+      root: rootFromLeafHashes(Buffer.concat(this.manifestLeaves.slice(0, size), size * HASH_SIZE)).toString("hex"),
+      last: tip.hash,
+      end: new Date(tip.end).toISOString(),
+      key_id: signer.keyId,
+      alg: signer.algorithm,
+      made_at: new Date(this.now()).toISOString(),
+    };
+    const { bytes } = await signDocument<Checkpoint>(unsigned, signer);
+    await this.worm.put(checkpointName(size), bytes);
+  }
+
+  /** Removes batch files whose interval ended before the retention cutoff recorded in the (durable) last manifest. */
+  private async expire(): Promise<void> {
+    const cutoff = this.recordedCutoff;
+    if (cutoff === undefined) return;
+    while (this.live.length > 0 && this.live[0]!.end <= cutoff) {
+      await this.worm.remove(this.live[0]!.name);
+      this.live.shift();
+    }
+  }
+
+  async prepare(next: DesiredState): Promise<Prepared> {
+    const period = next.retention.worm;
+    try {
+      periodStart(period, new Date());
+    } catch (e) {
+      throw new ServiceError(this.name, `retention.worm: ${(e as Error).message}`);
+    }
+    return {
+      commit: () => {
+        this.retention = period;
+      },
+    };
+  }
+
+  status(): SealerStatus {
+    let pending = 0;
+    for (const list of this.pending.values()) pending += list.length;
+    return {
+      worm: this.worm.location,
+      interval_ms: this.interval,
+      key_id: this.signer.keyId,
+      last_seq: this.tip?.seq ?? null,
+      last_end: this.tip ? new Date(this.tip.end).toISOString() : null,
+      pending_events: pending,
+      cursor: this.started ? this.options.journal.cursor(this.consumer) : 0,
+      retention: this.retention ?? null,
+      last_error: this.lastError,
+    };
+  }
+
+  /** The inclusion proof of a sealed event (GET /v1/proof), or undefined while it is not sealed. */
+  proofFor(eventId: string, near?: string): Promise<InclusionProof | undefined> {
+    return proofFor(this.worm, eventId, { near, interval: this.interval });
+  }
+
+  /** Stops the timer and waits for a seal in progress; unsealed events stay in the journal for the next start. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running;
+  }
+}
+
+function sha256(data: Uint8Array): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+export function createSealer(options: SealerOptions): Sealer {
+  return new Sealer(options);
+}
