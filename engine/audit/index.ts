@@ -1,0 +1,15 @@
+/**
+ * TLS session audit and the server-wide audit log (Dogtag PKI 10.4 format):
+ * - `AuditLog` — DATA/audit/audit.log (append-only, rotated by size and day),
+ *   ACCESS_SESSION_* lines plus certRequest / revocation / crlPublish /
+ *   configRevision / keyStoreFailure, each also journaled as a normalized event.
+ * - `auditTlsServer(server, {listener, audit, component, isRevoked?, idleTimeoutMs?})`
+ *   — attaches to a node tls/https server (call before listen()).
+ * - `clientTlsOptions()` — the VIW_TLS_* environment for `viw` commands' TLS clients.
+ */
+export { AuditLog, parseAuditLine, escapeAuditValue, formatAuditFields } from "./log.js";
+export type { AuditLogOptions, AuditLogStats, AuditFields, AuditValue, ParsedAuditLine, EventDraft } from "./log.js";
+export { auditTlsServer, PEEK_MS } from "./tls.js";
+export type { TlsAudit, TlsAuditOptions } from "./tls.js";
+export { readClientHello } from "./clienthello.js";
+export type { ClientHello } from "./clienthello.js";

@@ -1,0 +1,348 @@
+import { createHash, randomBytes } from "node:crypto";
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync, renameSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import { DEFAULT_INDEX, DEFAULT_ROUTES } from "../config/index.js";
+import type { Journal, NormalizedEvent } from "../siem/journal/index.js";
+import { Router } from "../siem/normalize/index.js";
+
+/**
+ * The server-wide audit log (Dogtag PKI 10.4 signed-audit style, one file for
+ * every subsystem): DATA/audit/audit.log, one line per event,
+ *
+ *   2026-11-23T10:00:00.000Z [issuance] [AuditEvent=...][Name=value]...[Info=...]
+ *
+ * Escaping (what makes a field unforgeable): inside a value, `\` is written
+ * `\\`, `[` is `\[`, `]` is `\]`, LF/CR/TAB are `\n`/`\r`/`\t`, and every other
+ * control or line-separator character (C0, DEL, C1, U+2028, U+2029) is
+ * `\uXXXX`. So a field ends at the first `]` not preceded by an escaping
+ * backslash, a line ends only at a real LF, and a DN like `CN=x][Outcome=Success`
+ * stays inside its own field (`parseAuditLine` is the reference reader).
+ *
+ * The file is opened O_APPEND and never truncated: it is rotated by renaming
+ * to audit.log.YYYY-MM-DD (the UTC day of its lines), or .YYYY-MM-DD.N when
+ * that name is taken (size rotation within a day), then a new file is opened.
+ * When a journal is given, every line is also appended to it as a normalized
+ * event carrying `extra.audit_line`, so the sealed Merkle chain covers the log.
+ */
+
+export type AuditValue = string | number | boolean | null | undefined;
+export type AuditFields = readonly (readonly [string, AuditValue])[];
+
+/** The normalized event the caller wants journaled with a line (event_id, received_at and extra.audit_line are added). */
+export interface EventDraft {
+  action: string;
+  /** ISO time; default the line's time. */
+  timestamp?: string;
+  extra?: Record<string, unknown>;
+  [field: string]: unknown;
+}
+
+export interface AuditLogOptions {
+  /** Rotate when the next line would take the file past this size. Default 64 MiB. */
+  maxBytes?: number;
+  /** Where the journal copies go; omit to keep the log file only. */
+  journal?: Journal;
+  /** The journal index of an action (the routing policy); default DESIGN §5's table. */
+  route?: (action: string) => string;
+  /** Journal failures (full, closed) are reported here; the file line is already written. */
+  onError?: (err: Error) => void;
+  /** Clock (tests). */
+  now?: () => Date;
+}
+
+export interface AuditLogStats {
+  lines: number;
+  rotations: number;
+  journaled: number;
+  journalErrors: number;
+}
+
+const NAME_RE = /^[A-Za-z][A-Za-z0-9_]*$/;
+const LISTENER_RE = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
+const NEEDS_ESCAPE = /[\\[\]\x00-\x1f\x7f-\x9f\u2028\u2029]/;
+
+/** Listener names appear bracketed in every line; they are ours, so they are checked, not escaped. */
+export function assertListenerName(listener: string): void {
+  if (!LISTENER_RE.test(listener)) throw new Error(`audit listener name ${JSON.stringify(listener)} must match ${LISTENER_RE}`);
+}
+
+export function escapeAuditValue(value: AuditValue): string {
+  if (value === undefined || value === null) return "";
+  const s = String(value);
+  if (!NEEDS_ESCAPE.test(s)) return s;
+  let out = "";
+  for (const ch of s) {
+    switch (ch) {
+      case "\\": out += "\\\\"; break;
+      case "[": out += "\\["; break;
+      case "]": out += "\\]"; break;
+      case "\n": out += "\\n"; break;
+      case "\r": out += "\\r"; break;
+      case "\t": out += "\\t"; break;
+      default: {
+        const c = ch.codePointAt(0)!;
+        out += c < 0x20 || (c >= 0x7f && c <= 0x9f) || c === 0x2028 || c === 0x2029 ? "\\u" + c.toString(16).padStart(4, "0") : ch;
+      }
+    }
+  }
+  return out;
+}
+
+function unescapeAuditValue(s: string): string {
+  return s.replace(/\\(u[0-9a-f]{4}|.)/g, (_, e: string) =>
+    e.length === 5 ? String.fromCharCode(parseInt(e.slice(1), 16)) : e === "n" ? "\n" : e === "r" ? "\r" : e === "t" ? "\t" : e,
+  );
+}
+
+/** `[AuditEvent=X][Name=value]...`, names checked, values escaped. */
+export function formatAuditFields(event: string, fields: AuditFields): string {
+  if (!NAME_RE.test(event)) throw new Error(`audit event name ${JSON.stringify(event)} is not an identifier`);
+  let out = `[AuditEvent=${event}]`;
+  for (const [name, value] of fields) {
+    if (!NAME_RE.test(name)) throw new Error(`audit field name ${JSON.stringify(name)} is not an identifier`);
+    out += `[${name}=${escapeAuditValue(value)}]`;
+  }
+  return out;
+}
+
+export interface ParsedAuditLine {
+  timestamp: string;
+  listener: string;
+  /** In line order, AuditEvent first, values unescaped. */
+  fields: [string, string][];
+}
+
+/** Reads one line back; throws naming the column where it is malformed. */
+export function parseAuditLine(line: string): ParsedAuditLine {
+  const m = /^(\S+) \[([^\]\s]+)\] /.exec(line);
+  if (!m) throw new Error("audit line: expected `TIMESTAMP [listener] ` at column 1");
+  const fields: [string, string][] = [];
+  let i = m[0].length;
+  while (i < line.length) {
+    if (line[i] !== "[") throw new Error(`audit line: expected '[' at column ${i + 1}`);
+    const eq = line.indexOf("=", i);
+    if (eq < 0) throw new Error(`audit line: field at column ${i + 1} has no '='`);
+    const name = line.slice(i + 1, eq);
+    if (!NAME_RE.test(name)) throw new Error(`audit line: bad field name at column ${i + 2}`);
+    let j = eq + 1;
+    while (j < line.length && line[j] !== "]") j += line[j] === "\\" ? 2 : 1;
+    if (j >= line.length) throw new Error(`audit line: field ${name} at column ${i + 1} is not closed`);
+    fields.push([name, unescapeAuditValue(line.slice(eq + 1, j))]);
+    i = j + 1;
+  }
+  return { timestamp: m[1]!, listener: m[2]!, fields };
+}
+
+const DEFAULT_MAX_BYTES = 64 * 1024 * 1024;
+
+export class AuditLog {
+  readonly file: string;
+  readonly journal: Journal | undefined;
+  private fd: number;
+  private size = 0;
+  /** UTC day (YYYY-MM-DD) of the lines in the current file. */
+  private day: string;
+  private readonly maxBytes: number;
+  private readonly route: (action: string) => string;
+  private readonly onError: (err: Error) => void;
+  private readonly now: () => Date;
+  /** event_id = sha256(boot ‖ seq ‖ line): unique per record even when two lines are identical. */
+  private readonly boot = randomBytes(8).toString("hex");
+  private seq = 0;
+  private readonly pending = new Set<Promise<unknown>>();
+  private closed = false;
+  private readonly counters: AuditLogStats = { lines: 0, rotations: 0, journaled: 0, journalErrors: 0 };
+
+  /** `dir` is DATA/audit; created if missing. */
+  constructor(readonly dir: string, opts: AuditLogOptions = {}) {
+    this.maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES;
+    if (!(this.maxBytes > 0)) throw new Error(`audit log maxBytes must be positive, got ${opts.maxBytes}`);
+    this.journal = opts.journal;
+    this.now = opts.now ?? (() => new Date());
+    this.onError = opts.onError ?? ((err) => process.emitWarning(`audit journal append failed: ${err.message}`));
+    if (opts.route) this.route = opts.route;
+    else {
+      const router = new Router({ routes: DEFAULT_ROUTES, default: DEFAULT_INDEX });
+      this.route = (action) => router.route(action);
+    }
+    mkdirSync(dir, { recursive: true, mode: 0o750 });
+    this.file = join(dir, "audit.log");
+    this.fd = openSync(this.file, "a", 0o640);
+    this.size = fstatSync(this.fd).size;
+    this.day = this.size > 0 ? (this.firstLineDay() ?? dayOf(fstatSync(this.fd).mtime)) : dayOf(this.now());
+  }
+
+  stats(): AuditLogStats {
+    return { ...this.counters };
+  }
+
+  /**
+   * Writes one line and, with a journal, its normalized event. Returns the
+   * line (without LF). `journal` overrides the log's journal for this record.
+   */
+  write(listener: string, event: string, fields: AuditFields, draft?: EventDraft, journal?: Journal): string {
+    if (this.closed) throw new Error("audit log is closed");
+    assertListenerName(listener);
+    const at = draft?.timestamp ? new Date(draft.timestamp) : this.now();
+    const ts = at.toISOString();
+    const line = `${ts} [${listener}] ${formatAuditFields(event, fields)}`;
+    const bytes = Buffer.from(line + "\n", "utf8");
+    const day = ts.slice(0, 10);
+    if (this.size > 0 && (day !== this.day || this.size + bytes.length > this.maxBytes)) this.rotate();
+    if (this.size === 0) this.day = day;
+    writeSync(this.fd, bytes);
+    this.size += bytes.length;
+    this.counters.lines++;
+    const sink = journal ?? this.journal;
+    if (sink && draft) this.journalLine(sink, line, event, ts, draft);
+    return line;
+  }
+
+  private journalLine(sink: Journal, line: string, auditEvent: string, ts: string, draft: EventDraft): void {
+    const event = { ...draft, timestamp: draft.timestamp ?? ts } as NormalizedEvent;
+    event.extra = { ...draft.extra, audit_event: auditEvent, audit_line: line };
+    event.event_id = createHash("sha256").update(`${this.boot}:${this.seq++}:${line}`).digest("hex");
+    event.received_at = ts;
+    const p = sink
+      .append([{ index: this.route(draft.action), event }])
+      .then(
+        () => void this.counters.journaled++,
+        (err: unknown) => {
+          this.counters.journalErrors++;
+          this.onError(err instanceof Error ? err : new Error(String(err)));
+        },
+      )
+      .finally(() => this.pending.delete(p));
+    this.pending.add(p);
+  }
+
+  /** Resolves when every journal copy written so far is durable (or has failed and been reported). */
+  async flush(): Promise<void> {
+    while (this.pending.size > 0) await Promise.all([...this.pending]);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.flush();
+    this.closed = true;
+    closeSync(this.fd);
+  }
+
+  // --- what Dogtag audits beyond sessions (names after its signed-audit events) ---
+
+  /** CERT_REQUEST_PROCESSED: a certificate request issued or refused. */
+  certRequest(r: {
+    listener?: string;
+    /** The requester (client certificate DN, or identity). */
+    subjectId: string;
+    outcome: "issued" | "refused";
+    profile: string;
+    /** The requested/issued certificate's subject DN. */
+    subject: string;
+    serial?: string;
+    /** Why it was refused (the rule), or empty. */
+    reason?: string;
+    clientIp?: string;
+    revision?: string;
+  }): string {
+    const ok = r.outcome === "issued";
+    return this.write(
+      r.listener ?? "issuance",
+      "CERT_REQUEST_PROCESSED",
+      [["SubjectID", r.subjectId], ["Outcome", ok ? "Success" : "Failure"], ["ClientIP", r.clientIp], ["Profile", r.profile], ["CertSubject", r.subject], ["CertSerialNum", r.serial], ["Info", r.reason]],
+      {
+        component: "pki", action: "cert_issue", result: ok ? "success" : "failure", severity: ok ? "info" : "warning",
+        ...(r.clientIp ? { src_ip: r.clientIp } : {}), ...(r.reason ? { error_msg: r.reason } : {}), ...(r.revision ? { trace_id: r.revision } : {}),
+        extra: { subject_dn: r.subjectId, profile: r.profile, cert_subject: r.subject, ...(r.serial ? { serial: r.serial } : {}) },
+      },
+    );
+  }
+
+  /** CERT_STATUS_CHANGE_REQUEST_PROCESSED: a revocation (done or refused). */
+  revocation(r: { listener?: string; subjectId: string; serial: string; reason: string; issuer?: string; outcome?: "revoked" | "refused"; info?: string }): string {
+    const ok = (r.outcome ?? "revoked") === "revoked";
+    return this.write(
+      r.listener ?? "issuance",
+      "CERT_STATUS_CHANGE_REQUEST_PROCESSED",
+      [["SubjectID", r.subjectId], ["Outcome", ok ? "Success" : "Failure"], ["CertSerialNum", r.serial], ["RequestType", "revoke"], ["RevokeReason", r.reason], ["Issuer", r.issuer], ["Info", r.info]],
+      {
+        component: "pki", action: "cert_revoke", result: ok ? "success" : "failure", severity: ok ? "info" : "warning",
+        ...(r.info ? { error_msg: r.info } : {}),
+        extra: { subject_dn: r.subjectId, serial: r.serial, reason: r.reason, ...(r.issuer ? { issuer: r.issuer } : {}) },
+      },
+    );
+  }
+
+  /** FULL_CRL_PUBLISH: a CRL generated and published (or the attempt failed). */
+  crlPublish(r: { issuer: string; crlNumber: number | string; entries: number; outcome?: "published" | "failed"; info?: string }): string {
+    const ok = (r.outcome ?? "published") === "published";
+    return this.write(
+      "engine",
+      "FULL_CRL_PUBLISH",
+      [["SubjectID", "$System$"], ["Outcome", ok ? "Success" : "Failure"], ["Issuer", r.issuer], ["CRLnum", r.crlNumber], ["Entries", r.entries], ["Info", r.info]],
+      {
+        component: "pki", action: "crl_publish", result: ok ? "success" : "failure", severity: ok ? "info" : "high",
+        ...(r.info ? { error_msg: r.info } : {}),
+        extra: { issuer: r.issuer, crl_number: String(r.crlNumber), entries: r.entries },
+      },
+    );
+  }
+
+  /**
+   * CONFIG_REVISION: a config revision applied or refused. Journaled as
+   * `config_audit`, not `config_apply`: the reconciler already journals
+   * config_apply with its own ids, and counting it twice would skew rules.
+   */
+  configRevision(r: { revision: string; outcome: "applied" | "refused"; signer?: string; digest?: string; reason?: string }): string {
+    const ok = r.outcome === "applied";
+    return this.write(
+      "engine",
+      "CONFIG_REVISION",
+      [["SubjectID", r.signer ?? "$System$"], ["Outcome", ok ? "Success" : "Failure"], ["Revision", r.revision], ["Digest", r.digest], ["Info", r.reason]],
+      {
+        component: "viw-engine", action: "config_audit", result: ok ? "success" : "failure", severity: ok ? "info" : "warning", trace_id: r.revision,
+        ...(r.reason ? { error_msg: r.reason } : {}),
+        extra: { revision: r.revision, ...(r.signer ? { signer: r.signer } : {}), ...(r.digest ? { digest: r.digest } : {}) },
+      },
+    );
+  }
+
+  /** KEY_STORE_FAILURE: the HSM / key provider failed an operation (no key material is ever logged). */
+  keyStoreFailure(r: { keyRef: string; operation: string; reason: string; listener?: string }): string {
+    return this.write(
+      r.listener ?? "engine",
+      "KEY_STORE_FAILURE",
+      [["SubjectID", "$System$"], ["Outcome", "Failure"], ["KeyRef", r.keyRef], ["Operation", r.operation], ["Info", r.reason]],
+      {
+        component: "pki", action: "key_store_failure", result: "failure", severity: "high", error_code: "key_store_unavailable", error_msg: r.reason,
+        extra: { key_ref: r.keyRef, operation: r.operation },
+      },
+    );
+  }
+
+  private rotate(): void {
+    closeSync(this.fd);
+    let target = `${this.file}.${this.day}`;
+    for (let n = 1; existsSync(target); n++) target = `${this.file}.${this.day}.${n}`;
+    renameSync(this.file, target);
+    this.fd = openSync(this.file, "a", 0o640);
+    this.size = fstatSync(this.fd).size;
+    this.counters.rotations++;
+  }
+
+  private firstLineDay(): string | undefined {
+    const buf = Buffer.alloc(10);
+    const fd = openSync(this.file, "r");
+    try {
+      const n = readSync(fd, buf, 0, 10, 0);
+      const s = buf.subarray(0, n).toString("latin1");
+      return /^\d{4}-\d{2}-\d{2}$/.test(s) ? s : undefined;
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
+
+function dayOf(d: Date): string {
+  return d.toISOString().slice(0, 10);
+}
