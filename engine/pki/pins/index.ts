@@ -20,3 +20,5 @@ export {
   type RevisionProblem,
 } from "./roll.js";
 export { PinTelemetry, pinRoutes, CONSUMER as PIN_TELEMETRY_CONSUMER, type PinStatus, type PinCountView } from "./telemetry.js";
+export { realClock, ManualClock, type Clock } from "./clock.js";
+export { Renewer, keepRenewed, engineCredential, validityOf, type Validity, type RenewalAlert, type RenewerOptions, type Credential, type KeepRenewedOptions, type EngineIssuer } from "./renew.js";
