@@ -7,7 +7,7 @@ import { parseDuration } from "../config/index.js";
 import { buildCrl } from "./crl.js";
 import { parseCsr, type Csr, type Sans } from "./csr.js";
 import { IssueError } from "./errors.js";
-import { signLeaf } from "./issue.js";
+import { extDer, signLeaf } from "./issue.js";
 import { certPath, IssuerCert, type Issuer } from "./issuer.js";
 import { KeyError, softwareSigner } from "./keys/index.js";
 import { algorithmOf } from "./keys/common.js";
@@ -15,7 +15,7 @@ import { OCSPResponseStatus, OcspMalformed, ocspError, parseOcspRequest, signOcs
 import { checkClientNames, enforceProfile, type Decision } from "./profile.js";
 import type { KeyProvider } from "./signer.js";
 import { CertStore, REASON_CODES, type CertRecord, type RevocationReason } from "./store.js";
-import { extensions, fromPem, keyIdentifier, nameOf, normalizeSerial, spkiOf, toPem, wholeSeconds } from "./x509.js";
+import { extensions, fromPem, normalizeSerial, spkiOf, toPem, wholeSeconds } from "./x509.js";
 
 /** Who is calling the issuance API, from its verified client certificate. */
 export interface ClientIdentity {
@@ -208,7 +208,7 @@ export class Authority {
       /* none yet */
     }
     if (!der) {
-      const spki = spkiOf(signer.publicKey);
+      const spkiDer = Buffer.from(signer.publicKey.export({ type: "spki", format: "der" }));
       const ms = Math.min(parseDuration(this.options.responderValidity ?? "30d"), parseDuration(issuer.doc.max_validity), issuer.cert.notAfter.getTime() - now.getTime());
       const decision: Decision = {
         subject: { CN: `${issuer.doc.subject.CN} OCSP Responder`, ...(issuer.doc.subject.O ? { O: issuer.doc.subject.O } : {}) },
@@ -218,7 +218,7 @@ export class Authority {
         keyUsage: ["digitalSignature"],
         extendedKeyUsage: ["OCSPSigning"],
       };
-      const leaf = await signLeaf(issuer, decision, spki, Buffer.from(signer.publicKey.export({ type: "spki", format: "der" })), [extensions.ocspNoCheck()]);
+      const leaf = await signLeaf(issuer, decision, spkiDer, Buffer.from(spkiOf(signer.publicKey).subjectPublicKey), [extDer(extensions.ocspNoCheck())]);
       der = leaf.der;
       mkdirSync(dirname(crtFile), { recursive: true });
       writeFileSync(crtFile, toPem(der));
@@ -283,12 +283,12 @@ export class Authority {
     };
   }
 
-  private async sign(rt: Runtime, profile: ProfileDoc, decision: Decision, csr: Pick<Csr, "spki" | "spkiDer">, client: string): Promise<IssuedCertificate> {
+  private async sign(rt: Runtime, profile: ProfileDoc, decision: Decision, csr: Pick<Csr, "spkiDer" | "publicKeyBits">, client: string): Promise<IssuedCertificate> {
     const issuer = rt.issuers.get(profile.issuer);
     if (!issuer?.signer) throw new IssueError(503, "issuer_unavailable", `issuer ${profile.issuer} of profile ${profile.id} has no key online`);
     let leaf;
     try {
-      leaf = await signLeaf(issuer, decision, csr.spki, csr.spkiDer);
+      leaf = await signLeaf(issuer, decision, csr.spkiDer, csr.publicKeyBits);
     } catch (err) {
       if (err instanceof KeyError) throw new IssueError(503, "key_unavailable", `issuer ${issuer.id}'s key is unavailable: ${err.message}`);
       throw err;
@@ -434,9 +434,8 @@ export class Authority {
     if (!profile) throw new IssueError(400, "unknown_profile", `no profile ${profileId}`, "profile");
     const issuer = rt.issuers.get(profile.issuer);
     if (!issuer) throw new IssueError(503, "issuer_unavailable", `no issuer ${profile.issuer}`);
-    const spki = spkiOf(publicKey);
     const spkiDer = Buffer.from(publicKey.export({ type: "spki", format: "der" }));
-    const csr: Csr = { subject: names.cn ? { CN: names.cn } : {}, spki, spkiDer, publicKey, keyAlgorithm: algorithmOf(publicKey), sans: { dns: names.dns ?? [], ip: names.ip ?? [], uri: names.uri ?? [] } };
+    const csr: Csr = { subject: names.cn ? { CN: names.cn } : {}, spkiDer, publicKeyBits: Buffer.from(spkiOf(publicKey).subjectPublicKey), publicKey, keyAlgorithm: algorithmOf(publicKey), sans: { dns: names.dns ?? [], ip: names.ip ?? [], uri: names.uri ?? [] } };
     const decision = enforceProfile({ profile, issuer: issuer.doc, issuerNotAfter: issuer.cert.notAfter, csr, request: { ...(names.validity ? { validity: names.validity } : {}) }, now: this.now() });
     const out = await this.sign(rt, profile, decision, csr, "engine");
     return { ...out, der: fromPem(out.certificate)[0]! };
@@ -584,4 +583,3 @@ export class BuildError extends Error {
 }
 
 export type { Sans };
-export { nameOf, keyIdentifier };

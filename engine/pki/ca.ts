@@ -69,8 +69,9 @@ export async function initCa(options: InitCaOptions): Promise<InitCaEntry[]> {
 
   const made = new Map<string, { cert: IssuerCert; signer?: Signer }>();
   const keyRefFor = (doc: IssuerDoc): string => {
-    if (provider.name === "pkcs11" && doc.key.ref.startsWith("file:")) {
-      if (!options.pkcs11Token) throw new Error(`issuer ${doc.id}: a PKCS#11 token label is needed (--pkcs11-token)`);
+    // With a token named, intermediates written as file: keys go on the token;
+    // without one, each reference goes where it says.
+    if (provider.name === "pkcs11" && options.pkcs11Token && doc.key.ref.startsWith("file:")) {
       return `pkcs11:token=${encodeURIComponent(options.pkcs11Token)};object=${encodeURIComponent(doc.id)}`;
     }
     return doc.key.ref;

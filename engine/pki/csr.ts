@@ -1,12 +1,9 @@
-import "reflect-metadata";
 import { createPublicKey, verify, type KeyObject } from "node:crypto";
-import { CertificationRequest } from "@peculiar/asn1-csr";
-import { AsnConvert } from "@peculiar/asn1-schema";
-import * as asn from "@peculiar/asn1-x509";
 import type { KeyAlgorithm } from "../config/index.js";
+import { children, DerError, oidText, readTlv, type Tlv } from "./der.js";
 import { IssueError } from "./errors.js";
 import { algorithmOf } from "./keys/common.js";
-import { dnOf, fromPem } from "./x509.js";
+import { fromPem, OID_NAMES } from "./x509.js";
 
 export interface Sans {
   dns: string[];
@@ -17,8 +14,10 @@ export interface Sans {
 /** A CSR whose signature verified: what it asks for, nothing decided yet. */
 export interface Csr {
   subject: Record<string, string>;
-  spki: asn.SubjectPublicKeyInfo;
+  /** DER SubjectPublicKeyInfo, copied into the certificate as is. */
   spkiDer: Buffer;
+  /** The subjectPublicKey bits (for the key identifier). */
+  publicKeyBits: Buffer;
   publicKey: KeyObject;
   keyAlgorithm: KeyAlgorithm;
   sans: Sans;
@@ -34,24 +33,73 @@ const SIGNATURE_HASHES: Record<string, string | null> = {
   "1.3.101.112": null,
 };
 const OID_EXTENSION_REQUEST = "1.2.840.113549.1.9.14";
+const OID_SAN = "2.5.29.17";
 
 function bad(message: string, code = "bad_csr"): IssueError {
   return new IssueError(400, code, message, "csr");
 }
 
-/** Parses a PEM PKCS#10 request and verifies its self-signature. */
+function expect(t: Tlv | undefined, tag: number, what: string): Tlv {
+  if (!t || t.tag !== tag) throw new DerError(`${what} missing`);
+  return t;
+}
+
+function text(der: Buffer, t: Tlv): string {
+  const b = der.subarray(t.content, t.end);
+  switch (t.tag) {
+    case 0x0c: // UTF8String
+      return b.toString("utf8");
+    case 0x13: // PrintableString
+    case 0x16: // IA5String
+    case 0x14: // TeletexString (treated as Latin-1)
+      return b.toString("latin1");
+    case 0x1e: // BMPString
+      return Buffer.from(b).swap16().toString("utf16le");
+    default:
+      throw new DerError(`unsupported string type 0x${t.tag.toString(16)} in the subject`);
+  }
+}
+
+function ipText(b: Buffer): string {
+  if (b.length === 4) return [...b].join(".");
+  if (b.length === 16) {
+    const groups: string[] = [];
+    for (let i = 0; i < 16; i += 2) groups.push(b.readUInt16BE(i).toString(16));
+    // The WHATWG URL parser writes IPv6 in its canonical compressed form.
+    return new URL(`http://[${groups.join(":")}]`).hostname.slice(1, -1);
+  }
+  throw new DerError(`IP SAN of ${b.length} bytes`);
+}
+
+/**
+ * Parses a PEM PKCS#10 request and verifies its self-signature. Read with a
+ * small DER walker rather than asn1-schema: this runs on every issuance
+ * request and the schema parser costs more than the signature check.
+ */
 export function parseCsr(pem: unknown): Csr {
   if (typeof pem !== "string" || pem.length === 0) throw bad("csr must be a PEM CERTIFICATE REQUEST string");
   const der = fromPem(pem, "CERTIFICATE REQUEST")[0] ?? fromPem(pem, "NEW CERTIFICATE REQUEST")[0];
   if (!der) throw bad("csr is not PEM: expected a -----BEGIN CERTIFICATE REQUEST----- block");
-  let req: CertificationRequest;
+  let info: Tlv, subjectRdns: Tlv[], spki: Tlv, bits: Buffer, attrs: Tlv | undefined, sigOid: string, signature: Buffer;
   try {
-    req = AsnConvert.parse(der, CertificationRequest);
+    const top = expect(readTlv(der, 0), 0x30, "CertificationRequest");
+    if (top.end !== der.length) throw new DerError("trailing bytes after the request");
+    const [i, alg, sig] = children(der, top);
+    info = expect(i, 0x30, "certificationRequestInfo");
+    const [version, subject, pk, a] = children(der, info);
+    expect(version, 0x02, "version");
+    subjectRdns = children(der, expect(subject, 0x30, "subject"));
+    spki = expect(pk, 0x30, "subjectPKInfo");
+    const [, keyBits] = children(der, spki);
+    bits = der.subarray(expect(keyBits, 0x03, "subjectPublicKey").content + 1, keyBits!.end);
+    attrs = a && a.tag === 0xa0 ? a : undefined;
+    sigOid = oidText(der.subarray(children(der, expect(alg, 0x30, "signatureAlgorithm"))[0]!.content, children(der, alg!)[0]!.end));
+    const s = expect(sig, 0x03, "signature");
+    signature = der.subarray(s.content + 1, s.end);
   } catch (err) {
     throw bad(`csr is not a PKCS#10 certification request (${(err as Error).message})`);
   }
-  const info = req.certificationRequestInfo;
-  const spkiDer = Buffer.from(AsnConvert.serialize(info.subjectPKInfo));
+  const spkiDer = der.subarray(spki.start, spki.end);
   let publicKey: KeyObject;
   try {
     publicKey = createPublicKey({ key: spkiDer, format: "der", type: "spki" });
@@ -64,41 +112,48 @@ export function parseCsr(pem: unknown): Csr {
   } catch (err) {
     throw bad(`csr ${(err as Error).message}`, "key_type");
   }
-  const alg = req.signatureAlgorithm.algorithm;
-  if (!(alg in SIGNATURE_HASHES)) throw bad(`csr signature algorithm ${alg} is not accepted`, "bad_csr_signature");
-  const raw = req.certificationRequestInfoRaw ? Buffer.from(req.certificationRequestInfoRaw) : Buffer.from(AsnConvert.serialize(info));
+  if (!(sigOid in SIGNATURE_HASHES)) throw bad(`csr signature algorithm ${sigOid} is not accepted`, "bad_csr_signature");
   let ok = false;
   try {
-    ok = verify(SIGNATURE_HASHES[alg] ?? null, raw, publicKey, Buffer.from(req.signature));
+    ok = verify(SIGNATURE_HASHES[sigOid] ?? null, der.subarray(info.start, info.end), publicKey, signature);
   } catch {
     ok = false;
   }
   if (!ok) throw bad("csr signature does not verify with the csr's public key (proof of possession failed)", "bad_csr_signature");
 
+  const subject: Record<string, string> = {};
   const sans: Sans = { dns: [], ip: [], uri: [] };
   try {
-    readSans(info.attributes, sans);
-  } catch (err) {
-    if (err instanceof IssueError) throw err;
-    throw bad(`csr extension request cannot be read (${(err as Error).message})`);
-  }
-  return { subject: dnOf(info.subject), spki: info.subjectPKInfo, spkiDer, publicKey, keyAlgorithm, sans };
-}
-
-function readSans(attributes: CertificationRequest["certificationRequestInfo"]["attributes"], sans: Sans): void {
-  for (const attr of attributes) {
-    if (attr.type !== OID_EXTENSION_REQUEST) continue;
-    for (const v of attr.values) {
-      const exts = AsnConvert.parse(v, asn.Extensions);
-      for (const e of exts) {
-        if (e.extnID !== asn.id_ce_subjectAltName) continue;
-        for (const g of AsnConvert.parse(e.extnValue, asn.SubjectAlternativeName)) {
-          if (g.dNSName !== undefined) sans.dns.push(g.dNSName);
-          else if (g.iPAddress !== undefined) sans.ip.push(g.iPAddress);
-          else if (g.uniformResourceIdentifier !== undefined) sans.uri.push(g.uniformResourceIdentifier);
-          else throw bad("csr asks for a subjectAltName type other than DNS, IP or URI", "san_type");
+    for (const rdn of subjectRdns) {
+      for (const atv of children(der, expect(rdn, 0x31, "RDN"))) {
+        const [oid, value] = children(der, expect(atv, 0x30, "attribute"));
+        const type = oidText(der.subarray(expect(oid, 0x06, "attribute type").content, oid!.end));
+        if (!value) throw new DerError("attribute without value");
+        subject[OID_NAMES[type] ?? type] = text(der, value);
+      }
+    }
+    for (const attr of attrs ? children(der, attrs) : []) {
+      const [oid, values] = children(der, expect(attr, 0x30, "attribute"));
+      if (oidText(der.subarray(expect(oid, 0x06, "attribute type").content, oid!.end)) !== OID_EXTENSION_REQUEST) continue;
+      for (const exts of children(der, expect(values, 0x31, "attribute values"))) {
+        for (const e of children(der, expect(exts, 0x30, "extensions"))) {
+          const parts = children(der, expect(e, 0x30, "extension"));
+          if (oidText(der.subarray(expect(parts[0], 0x06, "extnID").content, parts[0]!.end)) !== OID_SAN) continue;
+          const value = expect(parts[parts.length - 1], 0x04, "extnValue");
+          const names = readTlv(der, value.content, value.end);
+          for (const g of children(der, expect(names, 0x30, "GeneralNames"))) {
+            const b = der.subarray(g.content, g.end);
+            if (g.tag === 0x82) sans.dns.push(b.toString("latin1"));
+            else if (g.tag === 0x87) sans.ip.push(ipText(b));
+            else if (g.tag === 0x86) sans.uri.push(b.toString("latin1"));
+            else throw new IssueError(400, "san_type", "csr asks for a subjectAltName type other than DNS, IP or URI", "csr");
+          }
         }
       }
     }
+  } catch (err) {
+    if (err instanceof IssueError) throw err;
+    throw bad(`csr subject or extension request cannot be read (${(err as Error).message})`);
   }
+  return { subject, spkiDer: Buffer.from(spkiDer), publicKeyBits: Buffer.from(bits), publicKey, keyAlgorithm, sans };
 }

@@ -41,3 +41,74 @@ export function ecdsaRawToDer(raw: Uint8Array): Buffer {
   const half = raw.length / 2;
   return sequence(unsignedInteger(raw.subarray(0, half)), unsignedInteger(raw.subarray(half)));
 }
+
+/** One TLV of a DER buffer: its tag, where its content starts and where it ends. */
+export interface Tlv {
+  tag: number;
+  start: number;
+  content: number;
+  end: number;
+}
+
+export class DerError extends Error {}
+
+/** Reads the TLV at `offset`, refusing indefinite or overlong lengths and anything past `limit`. */
+export function readTlv(buf: Uint8Array, offset: number, limit = buf.length): Tlv {
+  if (offset + 2 > limit) throw new DerError("truncated DER");
+  const tag = buf[offset]!;
+  if ((tag & 0x1f) === 0x1f) throw new DerError("multi-byte DER tags are not supported");
+  let len = buf[offset + 1]!;
+  let content = offset + 2;
+  if (len & 0x80) {
+    const n = len & 0x7f;
+    if (n === 0 || n > 4) throw new DerError("bad DER length");
+    if (content + n > limit) throw new DerError("truncated DER");
+    len = 0;
+    for (let i = 0; i < n; i++) len = len * 256 + buf[content + i]!;
+    content += n;
+  }
+  const end = content + len;
+  if (end > limit) throw new DerError("truncated DER");
+  return { tag, start: offset, content, end };
+}
+
+/** The TLVs directly inside a constructed TLV. */
+export function children(buf: Uint8Array, parent: Tlv): Tlv[] {
+  const out: Tlv[] = [];
+  for (let o = parent.content; o < parent.end; ) {
+    const t = readTlv(buf, o, parent.end);
+    out.push(t);
+    o = t.end;
+  }
+  return out;
+}
+
+/** Dotted text of an OBJECT IDENTIFIER's content bytes. */
+export function oidText(bytes: Uint8Array): string {
+  if (bytes.length === 0) throw new DerError("empty OID");
+  const parts: number[] = [];
+  let v = 0;
+  for (const b of bytes) {
+    v = v * 128 + (b & 0x7f);
+    if (!(b & 0x80)) {
+      if (parts.length === 0) parts.push(v < 80 ? Math.floor(v / 40) : 2, v < 80 ? v % 40 : v - 80);
+      else parts.push(v);
+      v = 0;
+    }
+  }
+  return parts.join(".");
+}
+
+/** OBJECT IDENTIFIER TLV of dotted text. */
+export function oidDer(text: string): Buffer {
+  const n = text.split(".").map(Number);
+  const bytes: number[] = [];
+  const base128 = (v: number) => {
+    const out = [v & 0x7f];
+    for (v = Math.floor(v / 128); v > 0; v = Math.floor(v / 128)) out.unshift((v & 0x7f) | 0x80);
+    bytes.push(...out);
+  };
+  base128(n[0]! * 40 + n[1]!);
+  for (const x of n.slice(2)) base128(x);
+  return tlv(0x06, Buffer.from(bytes));
+}
