@@ -10,7 +10,7 @@ import { verify as verifySignature, type KeyObject } from "node:crypto";
 import { canonicalJson } from "../../config/index.js";
 import type { KeyAlgorithm } from "../../config/index.js";
 import type { Signer } from "../../pki/signer.js";
-import { leafHashesInPlace, rootFromLeafHashes, sha256Hex } from "./merkle.js";
+import { HASH_SIZE, leafHashesInPlace, native, rootFromLeafHashesJs, sha256Hex } from "./merkle.js";
 
 export const FORMAT = "viw-log-chain/1";
 export const EMPTY_SHA256 = sha256Hex("");
@@ -147,9 +147,17 @@ export function recordOffsets(buf: Buffer, from: number): { starts: number[]; en
  * borrowed for the 0x00 leaf prefix and restored).
  */
 export function hashBatch(buf: Buffer, from: number): { root: Buffer; leaves: Buffer; count: number; unterminated: boolean } {
+  if (native) {
+    const leaves = native.leafHashesOfLines(buf, from);
+    return { root: native.rootOfLeaves(leaves), leaves, count: leaves.length / HASH_SIZE, unterminated: buf.length > from && buf[buf.length - 1] !== 0x0a };
+  }
+  return hashBatchJs(buf, from);
+}
+
+export function hashBatchJs(buf: Buffer, from: number): { root: Buffer; leaves: Buffer; count: number; unterminated: boolean } {
   const { starts, ends, unterminated } = recordOffsets(buf, from);
   const leaves = leafHashesInPlace(buf, starts, ends);
-  return { root: rootFromLeafHashes(leaves), leaves, count: starts.length, unterminated };
+  return { root: rootFromLeafHashesJs(leaves), leaves, count: starts.length, unterminated };
 }
 
 /** The interval an instant falls in, as epoch ms of its start. */

@@ -9,6 +9,10 @@
  * so a million-leaf tree is two allocations, not a million.
  */
 import { createHash, hash as oneShotHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import { packageRoot } from "../../config/index.js";
 
 export const HASH_SIZE = 32;
 const EMPTY_ROOT = createHash("sha256").digest();
@@ -18,6 +22,29 @@ const sha256: (data: Uint8Array) => Buffer =
   typeof oneShotHash === "function"
     ? (data) => oneShotHash("sha256", data, "buffer") as unknown as Buffer
     : (data) => createHash("sha256").update(data).digest();
+
+/**
+ * The optional C hot path (native/merkle.c, built with `node-gyp rebuild -C
+ * engine/siem/chain/native`): whole batches in one call instead of one
+ * binding call per hash. Absent (not built, or VIW_MERKLE_NATIVE=0), the JS
+ * functions here do the same work, slower.
+ */
+interface NativeMerkle {
+  leafHashesOfLines(buf: Buffer, from: number): Buffer;
+  rootOfLeaves(leaves: Buffer): Buffer;
+}
+
+function loadNative(): NativeMerkle | undefined {
+  if (process.env.VIW_MERKLE_NATIVE === "0") return undefined;
+  try {
+    const file = join(packageRoot(), "engine", "siem", "chain", "native", "build", "Release", "viw_merkle.node");
+    return existsSync(file) ? (createRequire(import.meta.url)(file) as NativeMerkle) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export const native: NativeMerkle | undefined = loadNative();
 
 export function sha256Hex(data: Uint8Array | string): string {
   return createHash("sha256").update(data).digest("hex");
@@ -85,6 +112,10 @@ function levelUp(level: Buffer): Buffer {
 
 /** MTH over leaf hashes (32·n bytes); SHA-256("") for the empty tree. */
 export function rootFromLeafHashes(leaves: Buffer): Buffer {
+  return native ? native.rootOfLeaves(leaves) : rootFromLeafHashesJs(leaves);
+}
+
+export function rootFromLeafHashesJs(leaves: Buffer): Buffer {
   if (leaves.length === 0) return Buffer.from(EMPTY_ROOT);
   let level = leaves;
   while (level.length > HASH_SIZE) level = levelUp(level);

@@ -14,10 +14,13 @@ import {
   leafHashes,
   leafHashesInPlace,
   merkleRoot,
+  native,
   rootFromLeafHashes,
+  rootFromLeafHashesJs,
   verifyConsistency,
   verifyInclusion,
 } from "../../../engine/siem/chain/merkle.js";
+import { hashBatch, hashBatchJs } from "../../../engine/siem/chain/format.js";
 
 const LEAVES = ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"].map((h) => Buffer.from(h, "hex"));
 const ROOTS = [
@@ -50,7 +53,27 @@ const hex = (b: Buffer[]) => b.map((x) => x.toString("hex"));
 
 describe("RFC 9162 Merkle tree", () => {
   it("gives the CT reference root for every size 0..8", () => {
-    for (let n = 0; n <= 8; n++) expect(merkleRoot(LEAVES.slice(0, n)).toString("hex"), `size ${n}`).toBe(ROOTS[n]);
+    for (let n = 0; n <= 8; n++) {
+      expect(merkleRoot(LEAVES.slice(0, n)).toString("hex"), `size ${n}`).toBe(ROOTS[n]);
+      expect(rootFromLeafHashesJs(leafHashes(LEAVES.slice(0, n))).toString("hex"), `js, size ${n}`).toBe(ROOTS[n]);
+    }
+  });
+
+  it.runIf(native)("the C hot path (native/) agrees with the JS reference on any batch (property)", () => {
+    fc.assert(
+      fc.property(fc.array(fc.string({ unit: "grapheme", maxLength: 40 }).map((s) => s.replace(/\n/g, " ")), { maxLength: 200 }), fc.boolean(), (lines, terminated) => {
+        const text = lines.join("\n") + (terminated && lines.length ? "\n" : "");
+        const a = Buffer.from("\n" + text);
+        const b = Buffer.from(a);
+        const n = hashBatch(a, 1);
+        const j = hashBatchJs(b, 1);
+        expect(n.leaves.equals(j.leaves)).toBe(true);
+        expect(n.root.equals(j.root)).toBe(true);
+        expect([n.count, n.unterminated]).toEqual([j.count, j.unterminated]);
+        expect(rootFromLeafHashes(j.leaves).equals(rootFromLeafHashesJs(j.leaves))).toBe(true);
+      }),
+      { numRuns: 300 },
+    );
   });
 
   it("produces and verifies the CT reference inclusion proofs", () => {
