@@ -322,7 +322,7 @@ export class Authority {
     const profile = this.profileOf(rt, body);
     if (profile.usage !== usage) throw new IssueError(400, "wrong_usage", `profile ${profile.id} is a ${profile.usage} profile; use /v1/certs/issue/${profile.usage === "signing" ? "…" : profile.usage}`, "profile");
     const client = this.authorize(who, "issue", profile.id);
-    const csr = parseCsr(body.csr);
+    const csr = await parseCsr(body.csr);
     const issuer = rt.issuers.get(profile.issuer)!;
     const decision = enforceProfile({ profile, issuer: issuer.doc, issuerNotAfter: issuer.cert.notAfter, csr, request: body, now: this.now() });
     checkClientNames(client, decision.sans);
@@ -348,7 +348,7 @@ export class Authority {
     if (rec.superseded_by) throw new IssueError(409, "already_rotated", `certificate ${rec.serial} was already rotated (successor ${rec.superseded_by})`, "serial");
     const profile = rt.profiles.get(rec.profile);
     if (!profile) throw new IssueError(409, "profile_gone", `profile ${rec.profile} of certificate ${rec.serial} is not in revision ${rt.revision}`, "serial");
-    const csr = parseCsr(body.csr);
+    const csr = await parseCsr(body.csr);
     const issuer = rt.issuers.get(profile.issuer)!;
     const decision = enforceProfile({
       profile,
@@ -567,8 +567,8 @@ export class Authority {
     return { status: 200, body, cached: entry };
   }
 
-  close(): void {
-    this.store.close();
+  close(): Promise<void> {
+    return this.store.close();
   }
 }
 

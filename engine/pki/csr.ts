@@ -76,7 +76,7 @@ function ipText(b: Buffer): string {
  * small DER walker rather than asn1-schema: this runs on every issuance
  * request and the schema parser costs more than the signature check.
  */
-export function parseCsr(pem: unknown): Csr {
+export async function parseCsr(pem: unknown): Promise<Csr> {
   if (typeof pem !== "string" || pem.length === 0) throw bad("csr must be a PEM CERTIFICATE REQUEST string");
   const der = fromPem(pem, "CERTIFICATE REQUEST")[0] ?? fromPem(pem, "NEW CERTIFICATE REQUEST")[0];
   if (!der) throw bad("csr is not PEM: expected a -----BEGIN CERTIFICATE REQUEST----- block");
@@ -113,12 +113,14 @@ export function parseCsr(pem: unknown): Csr {
     throw bad(`csr ${(err as Error).message}`, "key_type");
   }
   if (!(sigOid in SIGNATURE_HASHES)) throw bad(`csr signature algorithm ${sigOid} is not accepted`, "bad_csr_signature");
-  let ok = false;
-  try {
-    ok = verify(SIGNATURE_HASHES[sigOid] ?? null, der.subarray(info.start, info.end), publicKey, signature);
-  } catch {
-    ok = false;
-  }
+  // Verified on the thread pool (callback form), off the event loop.
+  const ok = await new Promise<boolean>((resolve) => {
+    try {
+      verify(SIGNATURE_HASHES[sigOid] ?? null, der.subarray(info.start, info.end), publicKey, signature, (err, result) => resolve(!err && result));
+    } catch {
+      resolve(false);
+    }
+  });
   if (!ok) throw bad("csr signature does not verify with the csr's public key (proof of possession failed)", "bad_csr_signature");
 
   const subject: Record<string, string> = {};

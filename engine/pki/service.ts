@@ -123,7 +123,7 @@ export function createPkiService(options: PkiServiceOptions): PkiService {
             }),
         ),
       );
-      authority.close();
+      await authority.close();
     },
   };
 }

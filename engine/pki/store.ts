@@ -1,6 +1,49 @@
 import Database from "better-sqlite3";
 import { mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
 import { join } from "node:path";
+import { Worker } from "node:worker_threads";
+
+const INSERT_SQL = `INSERT INTO certs (serial, issuer, profile, revision, client, subject, sans, not_before, not_after, der, spki_sha256, issued_at, revoked_at, reason, superseded_by, revoke_after)
+  VALUES (@serial, @issuer, @profile, @revision, @client, @subject, @sans, @not_before, @not_after, @der, @spki_sha256, @issued_at, NULL, NULL, NULL, NULL)`;
+
+/**
+ * The writer thread: inserts arriving together share one transaction and one
+ * fsync (group commit), and the fsync blocks this thread, not the event loop
+ * that serves TLS and signs. Plain JS evaluated in the worker, so it runs the
+ * same from the TypeScript sources and from dist/.
+ */
+const WRITER = `
+const { parentPort, workerData } = require("node:worker_threads");
+const Database = require(workerData.sqlite);
+const db = new Database(workerData.path);
+db.pragma("journal_mode = WAL");
+db.pragma("synchronous = FULL");
+db.pragma("busy_timeout = 10000");
+const insert = db.prepare(workerData.sql);
+let queue = [];
+let scheduled = false;
+const row = (r) => ({ ...r, der: Buffer.from(r.der.buffer, r.der.byteOffset, r.der.byteLength) });
+function flush() {
+  scheduled = false;
+  const batch = queue;
+  queue = [];
+  try {
+    db.transaction(() => { for (const m of batch) insert.run(row(m.rec)); })();
+    parentPort.postMessage({ ok: batch.map((m) => m.id), failed: [] });
+  } catch {
+    const ok = [], failed = [];
+    for (const m of batch) {
+      try { insert.run(row(m.rec)); ok.push(m.id); } catch (e) { failed.push([m.id, String(e && e.message)]); }
+    }
+    parentPort.postMessage({ ok, failed });
+  }
+}
+parentPort.on("message", (m) => {
+  queue.push(m);
+  if (!scheduled) { scheduled = true; setImmediate(flush); }
+});
+`;
 
 export type RevocationReason =
   | "unspecified"
@@ -60,22 +103,27 @@ function fromRow(r: Row | undefined): CertRecord | undefined {
 
 /**
  * Every certificate the engine issued, in DATA/pki/pki.db (SQLite, WAL,
- * synchronous=FULL). `insert` resolves only once the row is on disk; inserts
- * arriving together share one transaction and one fsync (group commit), which
- * is what lets durable issuance keep up with concurrent clients.
+ * synchronous=FULL). `insert` resolves only once the row is on disk, written
+ * by the writer thread (see WRITER) with group commit, which is what lets
+ * durable issuance keep up with concurrent clients. Reads and the rare
+ * updates (revocation, CRL numbers) use this thread's connection.
  */
 export class CertStore {
   private readonly db: Database.Database;
   private readonly stmts;
-  private queue: { rec: CertRecord; resolve: () => void; reject: (e: Error) => void }[] = [];
-  private flushing = false;
+  private readonly writer: Worker;
+  private readonly pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  private nextId = 1;
+  private drained?: () => void;
 
   constructor(dataDir: string) {
     const dir = join(dataDir, "pki");
     mkdirSync(dir, { recursive: true });
-    this.db = new Database(join(dir, "pki.db"));
+    const path = join(dir, "pki.db");
+    this.db = new Database(path);
     this.db.pragma("journal_mode = WAL");
     this.db.pragma("synchronous = FULL");
+    this.db.pragma("busy_timeout = 10000");
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS certs (
         serial TEXT PRIMARY KEY, issuer TEXT NOT NULL, profile TEXT NOT NULL, revision TEXT NOT NULL,
@@ -87,11 +135,17 @@ export class CertStore {
       CREATE INDEX IF NOT EXISTS certs_due ON certs (revoke_after) WHERE revoke_after IS NOT NULL AND revoked_at IS NULL;
       CREATE TABLE IF NOT EXISTS crl_numbers (issuer TEXT PRIMARY KEY, number INTEGER NOT NULL);
     `);
+    this.writer = new Worker(WRITER, { eval: true, workerData: { sqlite: createRequire(import.meta.url).resolve("better-sqlite3"), path, sql: INSERT_SQL } });
+    this.writer.unref();
+    this.writer.on("message", (m: { ok: number[]; failed: [number, string][] }) => {
+      for (const id of m.ok) this.settle(id)?.resolve();
+      for (const [id, msg] of m.failed) this.settle(id)?.reject(new Error(msg));
+    });
+    this.writer.on("error", (err) => {
+      for (const id of [...this.pending.keys()]) this.settle(id)?.reject(err);
+    });
     this.stmts = {
-      insert: this.db.prepare(
-        `INSERT INTO certs (serial, issuer, profile, revision, client, subject, sans, not_before, not_after, der, spki_sha256, issued_at, revoked_at, reason, superseded_by, revoke_after)
-         VALUES (@serial, @issuer, @profile, @revision, @client, @subject, @sans, @not_before, @not_after, @der, @spki_sha256, @issued_at, NULL, NULL, NULL, NULL)`,
-      ),
+      insert: this.db.prepare(INSERT_SQL),
       get: this.db.prepare("SELECT * FROM certs WHERE serial = ?"),
       status: this.db.prepare("SELECT issuer, revoked_at, reason FROM certs WHERE serial = ?"),
       revoke: this.db.prepare("UPDATE certs SET revoked_at = ?, reason = ?, revoke_after = NULL WHERE serial = ? AND revoked_at IS NULL"),
@@ -102,38 +156,20 @@ export class CertStore {
     };
   }
 
+  private settle(id: number) {
+    const p = this.pending.get(id);
+    this.pending.delete(id);
+    if (this.pending.size === 0) this.drained?.();
+    return p;
+  }
+
   /** Durable before it resolves (see the class comment). */
   insert(rec: Omit<CertRecord, "revoked_at" | "reason" | "superseded_by" | "revoke_after">): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ rec: rec as CertRecord, resolve, reject });
-      if (!this.flushing) {
-        this.flushing = true;
-        setImmediate(() => this.flush());
-      }
+      const id = this.nextId++;
+      this.pending.set(id, { resolve, reject });
+      this.writer.postMessage({ id, rec: { ...rec, sans: JSON.stringify(rec.sans) } });
     });
-  }
-
-  private flush(): void {
-    const batch = this.queue;
-    this.queue = [];
-    this.flushing = false;
-    try {
-      this.db.transaction(() => {
-        for (const { rec } of batch) this.stmts.insert.run({ ...rec, sans: JSON.stringify(rec.sans) });
-      })();
-      for (const b of batch) b.resolve();
-    } catch (err) {
-      // One bad row must not fail the others: retry each on its own.
-      for (const b of batch) {
-        try {
-          this.stmts.insert.run({ ...b.rec, sans: JSON.stringify(b.rec.sans) });
-          b.resolve();
-        } catch (e) {
-          b.reject(e as Error);
-        }
-      }
-      void err;
-    }
   }
 
   get(serial: string): CertRecord | undefined {
@@ -178,8 +214,10 @@ export class CertStore {
     })();
   }
 
-  close(): void {
-    if (this.queue.length) this.flush();
+  /** Waits for the inserts under way, then closes both connections. */
+  async close(): Promise<void> {
+    if (this.pending.size) await new Promise<void>((r) => (this.drained = r));
+    await this.writer.terminate();
     this.db.close();
   }
 }

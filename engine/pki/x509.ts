@@ -186,7 +186,14 @@ export async function signCertificate(spec: CertificateSpec, signer: Signer): Pr
 
 /** Certificate, CertificateList and BasicOCSPResponse share this shape; concatenating avoids re-serialising the TBS. */
 export function signed(tbsDer: Uint8Array, sigAlg: asn.AlgorithmIdentifier, signature: Uint8Array): Buffer {
-  return sequence(tbsDer, Buffer.from(AsnConvert.serialize(sigAlg)), tlv(0x03, Buffer.from([0]), signature));
+  return sequence(tbsDer, algorithmDer(sigAlg), tlv(0x03, Buffer.from([0]), signature));
+}
+
+const ALG_DER = new Map<string, Buffer>();
+function algorithmDer(alg: asn.AlgorithmIdentifier): Buffer {
+  let der = ALG_DER.get(alg.algorithm);
+  if (!der) ALG_DER.set(alg.algorithm, (der = Buffer.from(AsnConvert.serialize(alg))));
+  return der;
 }
 
 /** Canonical serial text: lowercase hex, even length, no sign byte; accepts colons and any case. */

@@ -189,7 +189,7 @@ for (const c of children) c.kill();
     rates.push(n / ((Date.now() - start) / 1000));
   }
   results.push(`issuance with the int-tls key on SoftHSM2 (PKCS#11, ${CONCURRENCY} concurrent, in-process, durable): ${median(rates).toFixed(0)}/s (target >= 1000/s)`);
-  a.close();
+  await a.close();
   await keys.close();
   token.cleanup();
   rmSync(dir, { recursive: true, force: true });

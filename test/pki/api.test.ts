@@ -41,7 +41,7 @@ describe("issuance API over mTLS (curl)", () => {
     // Durable: another handle on the database sees it.
     const other = new CertStore(p.data);
     expect(other.get(r.body.serial)?.profile).toBe("tls-gateway");
-    other.close();
+    await other.close();
   });
 
   it("issues a device client certificate verifiable as sslclient, with the URN SAN from the request", async () => {
@@ -174,7 +174,7 @@ describe("bad input gets a clear 4xx, nothing is issued, the server keeps servin
   it("nothing was issued by the refused requests and the server still serves", async () => {
     const store = new CertStore(p.data);
     const all = (store as unknown as { db: { prepare(s: string): { get(): { n: number } } } }).db.prepare("SELECT count(*) AS n FROM certs WHERE profile IN ('tls-gateway','vpn-server','backend-api') AND subject LIKE '%evil%'").get();
-    store.close();
+    await store.close();
     expect(all.n).toBe(0);
     const { csr } = makeCsr(p.dir, "after", "/CN=gw.viworks.example");
     expect((await bad({ profile: "tls-gateway", csr })).status).toBe(201);

@@ -48,7 +48,7 @@ describe("issuers with keys on a PKCS#11 token (SoftHSM2)", () => {
       writeFileSync(join(dir, "t.crl"), crl.der);
       expect((await run("openssl", ["crl", "-inform", "DER", "-in", join(dir, "t.crl"), "-noout", "-CAfile", join(dir, "data/pki/certs/int-tls.crt")])).stderr).toMatch(/verify OK/);
     } finally {
-      a.close();
+      await a.close();
       await keys.close();
     }
   });
@@ -60,7 +60,7 @@ describe("issuers with keys on a PKCS#11 token (SoftHSM2)", () => {
     try {
       await expect(a.build(state, keys)).rejects.toThrow(/issuer int-\w+: its key pkcs11:token=viw-int;object=int-\w+ cannot be opened: PKCS#11 token `viw-int`: wrong PIN/);
     } finally {
-      a.close();
+      await a.close();
       await keys.close();
     }
   });

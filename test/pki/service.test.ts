@@ -81,7 +81,7 @@ describe("store durability and CRL numbers across restarts", () => {
       now += 3600_000 + 1000;
       await a.tick();
       expect(a.certificate(first.serial)).toMatchObject({ status: "revoked", reason: "superseded" });
-      a.close();
+      await a.close();
 
       const b = new Authority({ dataDir: dir });
       b.swap(await b.build(state, keys));
@@ -91,7 +91,7 @@ describe("store durability and CRL numbers across restarts", () => {
       const crl = join(dir, "x.crl");
       writeFileSync(crl, (await b.crl("int-tls")).der);
       expect((await run("openssl", ["crl", "-inform", "DER", "-in", crl, "-noout", "-text"])).stdout).toMatch(new RegExp(`Serial Number: ${first.serial.toUpperCase()}[\\s\\S]*Superseded`));
-      b.close();
+      await b.close();
     } finally {
       await keys.close();
       rmSync(dir, { recursive: true, force: true });

@@ -27,10 +27,12 @@ class SoftwareSigner implements Signer {
     this.hash = hashOf(this.algorithm);
   }
 
-  // node's sign is synchronous and takes well under a millisecond for P-256,
-  // cheaper than a thread-pool hop.
+  // The callback form runs on libuv's thread pool: signatures use the
+  // machine's other cores while the event loop serves TLS and HTTP.
   sign(data: Uint8Array): Promise<Buffer> {
-    return Promise.resolve(sign(this.hash, data, { key: this.key, dsaEncoding: "der", padding: constants.RSA_PKCS1_PADDING }));
+    return new Promise((resolve, reject) =>
+      sign(this.hash, data, { key: this.key, dsaEncoding: "der", padding: constants.RSA_PKCS1_PADDING }, (err, sig) => (err ? reject(err) : resolve(sig))),
+    );
   }
 }
 
