@@ -3,7 +3,7 @@
  * once per schema version), event ids, routing to viw-* indices, offline
  * asn/country enrichment.
  */
-export { Normalizer, ingestErrorEvent } from "./normalizer.js";
+export { Normalizer, ingestErrorEvent, canonicalForm } from "./normalizer.js";
 export type { NormalizeResult, NormalizeContext } from "./normalizer.js";
 export { schemaMapper, SCHEMA_VERSION, MAX_DEPTH } from "./mapper.js";
 export type { FieldError, Mapper } from "./mapper.js";

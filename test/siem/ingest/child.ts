@@ -10,7 +10,7 @@ export interface ServiceChild {
   proc: ChildProcess;
   syslog: string;
   bulk: string;
-  status(): Promise<{ lastSeq: number; cursors: Record<string, number>; stored: number; vmHwmKb: number }>;
+  status(lite?: boolean): Promise<{ lastSeq: number; cursors: Record<string, number>; stored: number; vmHwmKb: number }>;
   kill9(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -32,16 +32,21 @@ export async function startServiceChild(cfg: { dataDir: string; pkiDir: string; 
   const next = () =>
     new Promise<string>((resolve, reject) => {
       waiters.push(resolve);
-      proc.once("exit", (code) => reject(new Error(`service child exited (${code})`)));
+      const onExit = (code: number | null) => reject(new Error(`service child exited (${code})`));
+      proc.once("exit", onExit);
+      waiters[waiters.length - 1] = (line) => {
+        proc.off("exit", onExit);
+        resolve(line);
+      };
     });
   const addrs = JSON.parse(await next()) as { syslog: string; bulk: string };
   const exited = new Promise<void>((r) => proc.once("exit", () => r()));
   return {
     proc,
     ...addrs,
-    async status() {
+    async status(lite = false) {
       const p = next();
-      proc.stdin!.write("status\n");
+      proc.stdin!.write(lite ? "status-lite\n" : "status\n");
       return JSON.parse(await p);
     },
     async kill9() {

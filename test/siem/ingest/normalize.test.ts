@@ -72,3 +72,13 @@ describe("normalizer", () => {
     expect(r.ok && r.event.event_id).toBe((n.normalize({ src_ip: "8.8.8.8" }, ctx) as { event: { event_id: string } }).event.event_id);
   });
 });
+
+describe("canonicalForm", () => {
+  it("equals canonicalJson (RFC 8785) for flat and nested events", async () => {
+    const { canonicalForm } = await import("../../../engine/siem/normalize/index.js");
+    const fc = await import("fast-check");
+    const flat = fc.dictionary(fc.string(), fc.oneof(fc.string(), fc.integer(), fc.double({ noNaN: true, noDefaultInfinity: true }), fc.boolean(), fc.constant(null)));
+    fc.assert(fc.property(flat, (o) => canonicalForm(o) === canonicalJson(o)), { numRuns: 500 });
+    fc.assert(fc.property(fc.dictionary(fc.string(), fc.jsonValue()), (o) => canonicalForm(o as Record<string, unknown>) === canonicalJson(o)), { numRuns: 200 });
+  });
+});

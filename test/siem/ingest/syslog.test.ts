@@ -141,3 +141,43 @@ describe("syslog/TLS ingest from rsyslog (omfwd gtls, octet-counted) fed by logg
     console.log(`100k via logger → rsyslog → TLS → journal → store: ${dt} ms`);
   }, 120_000);
 });
+
+describe("syslog back-pressure", () => {
+  it("stops reading while the journal is full (TCP pushes back), resumes when consumers catch up; nothing is dropped", async () => {
+    const { openJournal } = await import("../../../engine/siem/index.js");
+    const { mkdtempSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const dir = mkdtempSync(join(tmpdir(), "viw-sbp-"));
+    const journal = openJournal(join(dir, "journal.db"), { consumers: ["store", "stuck"], highWater: 50 });
+    const saved = h;
+    const bp = await startHarness({ journal, syslog: { recheckMs: 20 } }, undefined, dir);
+    h = bp;
+    try {
+      const s = await rawClient();
+      const frame = (i: number) => {
+        const m = `<134>1 2026-11-22T10:00:00Z gw1 app - - - {"event_id":"bp-${i}","action":"gw_health","extra":{"pad":"${"x".repeat(200)}"}}`;
+        return `${Buffer.byteLength(m)} ${m}`;
+      };
+      // 2000 frames (~0.5 MB): far more than the high-water mark of 50 records
+      const payload = Buffer.from(Array.from({ length: 2000 }, (_, i) => frame(i)).join(""));
+      s.write(payload);
+      await until(() => journal.lastSeq() >= 50, "the journal to reach its high-water mark");
+      await new Promise((r) => setTimeout(r, 500));
+      const held = journal.lastSeq();
+      expect(held).toBeLessThan(2000); // reading stopped: the rest waits in TCP buffers, not in memory
+      expect(await metric("viw_ingest_backpressure_total", { path: "syslog" })).toBeGreaterThanOrEqual(1);
+      // the slow consumer catches up: reading resumes
+      const release = setInterval(() => journal.commitCursor("stuck", journal.lastSeq()), 10);
+      try {
+        await until(() => bp.service.store!.db.prepare("SELECT COUNT(*) AS n FROM events WHERE event_id LIKE 'bp-%'").get().n === 2000, "all 2000 events stored");
+      } finally {
+        clearInterval(release);
+      }
+      s.destroy();
+    } finally {
+      h = saved;
+      await bp.close();
+      await journal.close();
+    }
+  });
+});
