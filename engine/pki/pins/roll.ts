@@ -145,7 +145,7 @@ export function checkIssuance(set: PinSetDoc, spkiPin: string, now: string | num
   }
   let hint = "";
   const role = effectiveRole(set, spkiPin);
-  if (role === "backup" && ISSUES_PRIMARY.has(phase)) hint = `; certify the backup key only after a pull request moves the set to cutover with roll.to: ${spkiPin}`;
+  if (role === "backup") hint = phase === "cutover" ? `; this cutover goes to ${to}, not to this backup` : `; certify the backup key only after a pull request moves the set to cutover with roll.to: ${spkiPin}`;
   else if (role === "unknown") hint = "; add the key's pin as a backup, ship it to clients and roll (backup-deployed, cutover) before certifying it";
   else if (role === "outgoing") hint = "; the set is rolling away from this key: renew with the backup key";
   return { code: "pin_not_allowed", message: `${head}: ${only}; this CSR's key is ${describe(set, spkiPin)}${hint}` };
