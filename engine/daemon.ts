@@ -418,6 +418,7 @@ export class Daemon {
             missing_approvals: la.missing_approvals,
             relaxations: la.relaxations,
             duration_ms: Math.round(la.durationMs * 10) / 10,
+            timings_ms: la.timings ?? {},
           }
         : null,
       services,

@@ -45,6 +45,8 @@ export interface Attempt {
   missing_approvals: null | { required: number; have: string[]; missing: number; eligible: string[] };
   relaxations: number;
   durationMs: number;
+  /** Where the time went, ms per step (fetch, load, trust, plan, approvals, prepare:SERVICE, commit). */
+  timings?: Record<string, number>;
 }
 
 /** An event for the event flow (policy_relaxation, config_apply), fields of DESIGN.md §5. */
@@ -164,8 +166,11 @@ export class Reconciler {
     const t0 = performance.now();
     const log = this.o.logger;
     let revision: string;
+    this.timings = {};
+    this.mark = t0;
     try {
       revision = await this.o.source.poll();
+      this.lap("fetch");
     } catch (err) {
       this.record({ revision: this.lastAttempt?.revision ?? "", ok: false, at: new Date(), stage: "fetch", reason: (err as Error).message, errors: [], missing_approvals: null, relaxations: 0, durationMs: performance.now() - t0 });
       log.error({ err: (err as Error).message, source: this.o.source.description }, "source update failed; the applied revision keeps serving");
@@ -173,7 +178,7 @@ export class Reconciler {
     }
     if (revision === this.applied?.revision) return;
     const gitDir = this.o.source.gitDir;
-    const tip = gitDir && this.o.trust ? ((await approvalsTip(gitDir)) ?? "") : "";
+    const tip = gitDir && this.o.trust ? ((await (this.o.source.approvalsTip?.() ?? approvalsTip(gitDir))) ?? "") : "";
     // A refusal is final for its revision, except one waiting on approvals: that one is retried when the approvals ref moves.
     const memo = this.refused.get(revision);
     if (!force && memo !== undefined && (memo === FINAL || memo === `approvals@${tip}`)) return;
@@ -183,7 +188,16 @@ export class Reconciler {
     this.record(attempt);
   }
 
+  private timings: Record<string, number> = {};
+  private mark = 0;
+  private lap(step: string): void {
+    const now = performance.now();
+    this.timings[step] = Math.round((now - this.mark) * 10) / 10;
+    this.mark = now;
+  }
+
   private record(a: Attempt): void {
+    a.timings = this.timings;
     this.lastAttempt = a;
     this.o.observe?.(a, this.applied);
   }
@@ -207,6 +221,7 @@ export class Reconciler {
         return this.refuse(revision, t0, "load", `${errors.length} validation error(s)`, { errors });
       }
       state = loaded.state;
+      this.lap("load");
     } catch (err) {
       return this.refuse(revision, t0, "load", (err as Error).message, { errors: [{ file: "", line: 0, col: 0, message: (err as Error).message }] });
     }
@@ -215,10 +230,11 @@ export class Reconciler {
     let signer: Signer | null = null;
     let tree: string | undefined;
     const trust: Applied["trust"] = o.trust ? "signed" : "unsigned-dev";
-    if (isCommit) tree = await treeOf(gitDir, revision);
+    if (isCommit && !o.trust) tree = await treeOf(gitDir, revision);
     if (o.trust) {
       if (!isCommit) return this.refuse(revision, t0, "trust", "--trust needs a git source: a plain directory has no signatures");
       const v = await verifyCommit(gitDir, revision, o.trust);
+      tree = v.tree;
       if (!v.ok) {
         await this.note({ type: "refused", result: "refused", revision, commit: revision, tree, reason: v.reason });
         return this.refuse(revision, t0, "trust", v.reason);
@@ -235,6 +251,7 @@ export class Reconciler {
         o.logger.warn({ commit: o.resume.commit }, "the previously applied commit is not in the repository; anti-rollback starts over");
       }
     }
+    this.lap("trust");
     const previous = this.applied ? { commit: this.applied.commit, state: this.applied.state } : this.baseline;
     const resumed = !this.applied && this.baseline?.commit === revision;
 
@@ -253,6 +270,7 @@ export class Reconciler {
     const plan: Plan = bootstrap ? { ...planChanges(undefined, state), relaxations: 0, tightenings: 0 } : planChanges(previous.state, state);
     if (bootstrap) plan.changes = plan.changes.map((c) => ({ ...c, verdict: undefined, reason: undefined }));
     const summary = summarize(plan);
+    this.lap("plan");
     let approvers: Approval[] = [];
     let missing: Attempt["missing_approvals"] = null;
     if (plan.relaxations > 0 && !bootstrap && !resumed) {
@@ -275,7 +293,18 @@ export class Reconciler {
 
     // Prepare every service, then commit every one.
     const current = this.applied?.state;
-    const settled = await Promise.allSettled(this.services.map((s) => s.prepare(state, current)));
+    this.lap("gate");
+    const settled = await Promise.allSettled(
+      this.services.map(async (s) => {
+        const t = performance.now();
+        try {
+          return await s.prepare(state, current);
+        } finally {
+          this.timings[`prepare:${s.name}`] = Math.round((performance.now() - t) * 10) / 10;
+        }
+      }),
+    );
+    this.lap("prepare");
     const failures = settled.flatMap((r, i) => (r.status === "rejected" ? [{ service: this.services[i]!.name, err: r.reason as unknown }] : []));
     if (failures.length) {
       for (const r of settled) if (r.status === "fulfilled") safely(() => r.value.abort?.(), o.logger, "abort");
@@ -288,6 +317,7 @@ export class Reconciler {
       return this.refuse(revision, t0, "prepare", errors.map((e) => e.message).join("; "), { errors, relaxations: plan.relaxations });
     }
     for (const r of settled) safely(() => (r as PromiseFulfilledResult<Prepared>).value.commit(), o.logger, "commit");
+    this.lap("commit");
 
     const applied: Applied = {
       revision,
@@ -310,6 +340,7 @@ export class Reconciler {
     // The timeline head rides in the event, so the SIEM's sealed chain anchors the timeline's end.
     await this.emit([configEvent("config_apply", revision, "success", "info", { policy_id: `digest:${state.digest}`, cmd: `applied ${revision} (${summary.changes} change(s), ${summary.relaxations} relaxation(s)); timeline head ${o.timeline.headHash}` })]);
     o.logger.info({ revision, digest: state.digest, signer: signer?.principal, approvers: approvers.map((a) => a.principal), changes: summary.changes, relaxations: summary.relaxations, bootstrap, ms: Math.round(performance.now() - t0) }, "revision applied");
+    this.lap("record");
     for (const w of this.readyWaiters.splice(0)) w();
     return { revision, ok: true, at: applied.appliedAt, errors: [], missing_approvals: null, relaxations: plan.relaxations, durationMs: performance.now() - t0 };
   }

@@ -95,7 +95,8 @@ export class RemoteGitSource implements Source {
 
   async poll(): Promise<string> {
     const ref = `refs/remotes/origin/${this.opts.branch}`;
-    const args = ["fetch", "--quiet", "--no-tags", "origin", `+refs/heads/${this.opts.branch}:${ref}`];
+    // One fetch for the branch and the approvals: a glob refspec does not fail when the remote has no notes yet.
+    const args = ["fetch", "--quiet", "--no-tags", "origin", `+refs/heads/${this.opts.branch}:${ref}`, `+${APPROVALS_REF}*:${APPROVALS_REF}*`];
     if (!this.fetched && (await git(this.gitDir, ["rev-parse", "--verify", "--quiet", ref])).code !== 0) {
       args.splice(2, 0, `--depth=${this.opts.depth ?? 50}`);
     }
@@ -105,9 +106,18 @@ export class RemoteGitSource implements Source {
       throw new Error(`fetch of ${this.description} failed: ${redactUrl(String((err as Error).message)).trim()}`);
     }
     this.fetched = true;
-    // Approvals are optional: a remote without the notes ref is not an error.
-    await this.sg.raw(["fetch", "--quiet", "--no-tags", "origin", `+${APPROVALS_REF}:${APPROVALS_REF}`]).catch(() => undefined);
-    return (await this.sg.revparse(["--verify", ref])).trim();
+    const refs = await refTips(this.gitDir, [ref, APPROVALS_REF]);
+    this.tip = refs.get(APPROVALS_REF);
+    const rev = refs.get(ref);
+    if (!rev) throw new Error(`${this.description}: branch ${this.opts.branch} not found on the remote`);
+    return rev;
+  }
+
+  private tip?: string;
+
+  /** The approvals ref as of the last poll. */
+  async approvalsTip(): Promise<string | undefined> {
+    return this.tip;
   }
 
   snapshot(revision: string): Promise<Snapshot> {
@@ -117,6 +127,17 @@ export class RemoteGitSource implements Source {
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
   }
+}
+
+/** Resolves several refs with one git process. */
+async function refTips(gitDir: string, refs: string[]): Promise<Map<string, string>> {
+  const r = await git(gitDir, ["for-each-ref", "--format=%(objectname) %(refname)", ...refs]);
+  const out = new Map<string, string>();
+  for (const line of r.stdout.split("\n")) {
+    const [oid, name] = line.split(" ");
+    if (oid && name) out.set(name, oid);
+  }
+  return out;
 }
 
 /** A local repository followed in place: its branch (default HEAD) as committed. */

@@ -18,6 +18,8 @@ export interface Source {
   /** Updates from the origin (fetch, re-read) and returns the revision it now points at. */
   poll(): Promise<string>;
   snapshot(revision: string): Promise<Snapshot>;
+  /** Git sources: the tip of refs/notes/viw-approvals (moves when an approval is added). */
+  approvalsTip?(): Promise<string | undefined>;
   close(): Promise<void>;
 }
 
