@@ -103,6 +103,8 @@ export class Authority {
   private readonly crlBuilds = new Map<string, Promise<CrlState>>();
   private readonly ocspCache = new Map<string, CachedOcsp>();
   private readonly ocspBySerial = new Map<string, Set<string>>();
+  /** Nonce-less request bytes (base64) -> cache key: repeated RFC 5019 requests skip the ASN.1 parse. */
+  private readonly ocspByRequest = new Map<string, string>();
 
   constructor(private readonly options: AuthorityOptions) {
     this.store = new CertStore(options.dataDir);
@@ -162,6 +164,7 @@ export class Authority {
     }
     this.ocspCache.clear();
     this.ocspBySerial.clear();
+    this.ocspByRequest.clear();
     this.log.info({ revision: rt.revision, issuers: [...rt.issuers.keys()] }, "pki: revision applied");
   }
 
@@ -519,6 +522,17 @@ export class Authority {
    * still within its nextUpdate is served.
    */
   async ocsp(der: Uint8Array): Promise<{ status: number; body: Buffer; cached?: CachedOcsp; error?: string }> {
+    const requestKey = Buffer.from(der).toString("base64");
+    const known = this.ocspByRequest.get(requestKey);
+    if (known !== undefined) {
+      const hit = this.ocspCache.get(known);
+      const rt = this.runtime;
+      const issuer = rt?.issuers.get(known.slice(0, known.indexOf(":")));
+      if (hit && issuer) {
+        const validity = parseDuration(issuer.doc.ocsp?.validity ?? "4h");
+        if (this.now().getTime() - hit.thisUpdate.getTime() < validity / 2) return { status: 200, body: hit.der, cached: hit };
+      }
+    }
     let parsed;
     try {
       parsed = parseOcspRequest(der);
@@ -561,6 +575,8 @@ export class Authority {
     }
     this.ocspCache.delete(key);
     this.ocspCache.set(key, entry);
+    if (this.ocspByRequest.size >= (this.options.ocspCacheSize ?? 100_000)) this.ocspByRequest.clear();
+    this.ocspByRequest.set(requestKey, key);
     let set = this.ocspBySerial.get(first.serial);
     if (!set) this.ocspBySerial.set(first.serial, (set = new Set()));
     set.add(key);
