@@ -1,8 +1,10 @@
 /**
  * A stand-in for the engine's issuance API (DESIGN.md §4: rotate and issue,
  * CSR mode, mTLS with TLS 1.3 only), on a real node https server and a real
- * test CA, with the pin-aware gate of engine/pki/pins applied. Used until the
- * agent tests run against the engine's own PKI service.
+ * test CA, with the pin-aware gate of engine/pki/pins applied. The agent's
+ * basic renewal runs against the engine's own PKI service
+ * (engine-pki.test.ts); the pin-aware cases run here until the lead wires
+ * checkProfileIssuance into engine/pki's issue and rotate.
  */
 import "reflect-metadata";
 import { generateKeyPairSync } from "node:crypto";
