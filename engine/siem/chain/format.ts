@@ -113,11 +113,18 @@ export interface EncodedBatch {
  * before it the in-place leaf hashing can borrow.
  */
 export function encodeBatch(events: readonly unknown[]): EncodedBatch {
+  // In chunks: one string for a whole batch would hit V8's maximum string length (~512 M characters) near a million large events.
+  const chunks: Buffer[] = [Buffer.from([0x0a])];
   let text = "";
-  for (const e of events) text += canonicalJson(e) + "\n";
-  const whole = Buffer.allocUnsafe(1 + Buffer.byteLength(text));
-  whole[0] = 0x0a;
-  whole.write(text, 1, "utf8");
+  for (const e of events) {
+    text += canonicalJson(e) + "\n";
+    if (text.length > 1 << 23) {
+      chunks.push(Buffer.from(text, "utf8"));
+      text = "";
+    }
+  }
+  chunks.push(Buffer.from(text, "utf8"));
+  const whole = Buffer.concat(chunks);
   const { root } = hashBatch(whole, 1);
   const bytes = whole.subarray(1);
   return { bytes, count: events.length, root, sha256: sha256Hex(bytes) };
