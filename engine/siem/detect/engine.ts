@@ -95,22 +95,15 @@ abstract class RuleState {
     return false;
   }
 
-  /** Gets or creates a group, evicting the oldest group when the limit is reached. */
-  protected group<G>(groups: Map<string, G>, key: string, rule: CompiledRule, host: Host, ts: number, make: () => G, size: (g: G) => number): G {
-    let g = groups.get(key);
-    if (g === undefined) {
-      if (groups.size >= rule.limits.groups) {
-        // Oldest-created first: Map iteration order is insertion order, so this is O(1).
-        const oldest = groups.keys().next().value as string;
-        this.entries -= size(groups.get(oldest)!);
-        groups.delete(oldest);
-        this.evicted++;
-        host.limit(rule, this, "groups", ts);
-      }
-      g = make();
-      groups.set(key, g);
-    }
-    return g;
+  /** Before a new group is added: evicts the oldest group when the limit is reached. */
+  protected makeRoom<G>(groups: Map<string, G>, rule: CompiledRule, host: Host, ts: number, size: (g: G) => number): void {
+    if (groups.size < rule.limits.groups) return;
+    // Oldest-created first: Map iteration order is insertion order, so this is O(1).
+    const oldest = groups.keys().next().value as string;
+    this.entries -= size(groups.get(oldest)!);
+    groups.delete(oldest);
+    this.evicted++;
+    host.limit(rule, this, "groups", ts);
   }
 }
 
@@ -167,24 +160,43 @@ class MatchState extends RuleState {
 }
 
 interface TGroup {
+  /** Event times, sorted; the live entries are [head, length) (a moving start avoids shifting the arrays per event). */
   ts: number[];
   ids: string[];
+  head: number;
   until: number;
 }
+
+/** Drops the first `n` live entries of a group, compacting the arrays once the dead prefix is large. */
+function dropFront(g: TGroup, n: number): void {
+  g.head += n;
+  if (g.head > 64 && g.head * 2 > g.ts.length) {
+    g.ts = g.ts.slice(g.head);
+    g.ids = g.ids.slice(g.head);
+    g.head = 0;
+  }
+}
+
+const tSize = (g: TGroup) => g.ts.length - g.head;
 
 /** threshold: count ≥ N per group within a sliding window (inclusive of both ends). */
 class ThresholdState extends RuleState {
   readonly groups = new Map<string, TGroup>();
   onEvent(rule: CompiledRule, ev: NormalizedEvent, ts: number, host: Host): void {
     const key = rule.groupKey ? rule.groupKey(ev) : "";
-    const g = this.group(this.groups, key, rule, host, ts, () => ({ ts: [], ids: [], until: -Infinity }), (x) => x.ts.length);
-    const t = g.ts;
+    let g = this.groups.get(key);
+    if (g === undefined) {
+      this.makeRoom(this.groups, rule, host, ts, tSize);
+      g = { ts: [], ids: [], head: 0, until: -Infinity };
+      this.groups.set(key, g);
+    }
+    let t = g.ts;
     let i = t.length;
-    if (i === 0 || t[i - 1]! <= ts) {
+    if (i === g.head || t[i - 1]! <= ts) {
       t.push(ts);
       g.ids.push(idOf(ev));
     } else {
-      i = upperBound(t, ts);
+      i = Math.max(g.head, upperBound(t, ts));
       t.splice(i, 0, ts);
       g.ids.splice(i, 0, idOf(ev));
     }
@@ -192,22 +204,23 @@ class ThresholdState extends RuleState {
     const W = rule.windowMs;
     const floor = host.wm - W;
     let drop = 0;
-    while (drop < t.length && t[drop]! < floor) drop++;
-    if (t.length - drop > rule.limits.entries) {
-      drop = t.length - rule.limits.entries;
+    while (g.head + drop < t.length && t[g.head + drop]! < floor) drop++;
+    if (t.length - g.head - drop > rule.limits.entries) {
+      drop = t.length - g.head - rule.limits.entries;
       host.limit(rule, this, "entries", ts);
     }
     if (drop > 0) {
-      t.splice(0, drop);
-      g.ids.splice(0, drop);
+      const h0 = g.head;
+      dropFront(g, drop);
       this.entries -= drop;
-      i -= drop;
-      if (i < 0) return;
+      i = i - h0 - drop + g.head;
+      if (i < g.head) return;
+      t = g.ts;
     }
     const N = rule.count;
-    if (t.length < N) return;
+    if (t.length - g.head < N) return;
     // Windows of N consecutive events that contain the new one (one candidate when events arrive in order).
-    for (let j = Math.max(0, i - N + 1); j <= i; j++) {
+    for (let j = Math.max(g.head, i - N + 1); j <= i; j++) {
       const end = j + N - 1;
       if (end >= t.length) break;
       if (t[end]! - t[j]! > W) continue;
@@ -221,13 +234,12 @@ class ThresholdState extends RuleState {
     const floor = wm - rule.windowMs;
     for (const [k, g] of this.groups) {
       let drop = 0;
-      while (drop < g.ts.length && g.ts[drop]! < floor) drop++;
+      while (g.head + drop < g.ts.length && g.ts[g.head + drop]! < floor) drop++;
       if (drop) {
-        g.ts.splice(0, drop);
-        g.ids.splice(0, drop);
+        dropFront(g, drop);
         this.entries -= drop;
       }
-      if (g.ts.length === 0 && g.until <= wm) this.groups.delete(k);
+      if (g.ts.length === g.head && g.until <= wm) this.groups.delete(k);
     }
   }
   groupCount(): number {
@@ -249,6 +261,8 @@ function valueKey(v: unknown): string {
   return typeof v === "string" ? v : "\u0001" + JSON.stringify(v);
 }
 
+const dSize = (g: DGroup) => g.vals.size;
+
 /** distinct: ≥ N distinct values of a field per group within a sliding window. */
 class DistinctState extends RuleState {
   readonly groups = new Map<string, DGroup>();
@@ -256,7 +270,12 @@ class DistinctState extends RuleState {
     const v = rule.distinctField!(ev);
     if (v === null || v === undefined) return;
     const key = rule.groupKey ? rule.groupKey(ev) : "";
-    const g = this.group(this.groups, key, rule, host, ts, () => ({ vals: new Map(), maxTs: -Infinity, until: -Infinity }), (x) => x.vals.size);
+    let g = this.groups.get(key);
+    if (g === undefined) {
+      this.makeRoom(this.groups, rule, host, ts, dSize);
+      g = { vals: new Map(), maxTs: -Infinity, until: -Infinity };
+      this.groups.set(key, g);
+    }
     const vk = valueKey(v);
     const seen = g.vals.get(vk);
     if (seen === undefined) {
@@ -326,6 +345,8 @@ interface SGroup {
   until: number;
 }
 
+const sSize = (g: SGroup) => g.runs.length;
+
 /** sequence: the steps in order, each at or after the previous, all within `within` of the first, per group. */
 class SequenceState extends RuleState {
   readonly groups = new Map<string, SGroup>();
@@ -338,7 +359,9 @@ class SequenceState extends RuleState {
     let g = this.groups.get(key);
     if (g === undefined) {
       if (!(matched & 1)) return; // nothing to continue and not a start
-      g = this.group(this.groups, key, rule, host, ts, () => ({ runs: [], until: -Infinity }), (x) => x.runs.length);
+      this.makeRoom(this.groups, rule, host, ts, sSize);
+      g = { runs: [], until: -Infinity };
+      this.groups.set(key, g);
     }
     const within = rule.windowMs;
     const id = idOf(ev);
@@ -399,6 +422,8 @@ interface AGroup {
   until: number;
 }
 
+const aSize = (g: AGroup) => g.pending.length + g.seen.length;
+
 /** absence: after A, no B with the same group within T; fires once the watermark passes A + T. */
 class AbsenceState extends RuleState {
   readonly groups = new Map<string, AGroup>();
@@ -413,27 +438,38 @@ class AbsenceState extends RuleState {
     let g = this.groups.get(key);
     if (g === undefined) {
       if (!isA) return;
-      g = this.group(this.groups, key, rule, host, ts, () => ({ pending: [], seen: [], until: -Infinity }), (x) => x.pending.length + x.seen.length);
+      this.makeRoom(this.groups, rule, host, ts, aSize);
+      g = { pending: [], seen: [], until: -Infinity };
+      this.groups.set(key, g);
     }
     const T = rule.windowMs;
     if (isB) {
-      g.pending = g.pending.filter((p) => {
-        if (p.at <= ts && ts <= p.deadline) {
-          p.done = true;
-          this.entries--;
-          return false;
-        }
-        return true;
-      });
-      g.seen.push(ts);
+      // Waits are in A-time order: the ones this B satisfies (A ≤ b ≤ A + T) are one contiguous run.
+      const pend = g.pending;
+      let lo = 0, hi = pend.length;
+      while (lo < hi) {
+        const m = (lo + hi) >>> 1;
+        if (pend[m]!.at < ts - T) lo = m + 1;
+        else hi = m;
+      }
+      let end = lo;
+      while (end < pend.length && pend[end]!.at <= ts) pend[end++]!.done = true;
+      if (end > lo) {
+        pend.splice(lo, end - lo);
+        this.entries -= end - lo;
+      }
+      const seen = g.seen;
+      if (seen.length === 0 || seen[seen.length - 1]! <= ts) seen.push(ts);
+      else seen.splice(upperBound(seen, ts), 0, ts);
       this.entries++;
-      if (g.seen.length > rule.limits.entries) {
-        g.seen.shift();
+      if (seen.length > rule.limits.entries) {
+        seen.shift();
         this.entries--;
       }
     }
     if (isA) {
-      if (g.seen.some((b) => b >= ts && b <= ts + T)) return;
+      const k = lowerBound(g.seen, ts);
+      if (k < g.seen.length && g.seen[k]! <= ts + T) return;
       if (g.pending.length >= rule.limits.entries) {
         const old = g.pending.shift()!;
         old.done = true;
@@ -441,13 +477,20 @@ class AbsenceState extends RuleState {
         host.limit(rule, this, "entries", ts);
       }
       const p: Pending = { key, group: rule.groupValues(ev), at: ts, deadline: ts + T, id: idOf(ev), done: false };
-      g.pending.push(p);
+      const pend = g.pending;
+      if (pend.length === 0 || pend[pend.length - 1]!.at <= ts) pend.push(p);
+      else {
+        let i = pend.length;
+        while (i > 0 && pend[i - 1]!.at > ts) i--;
+        pend.splice(i, 0, p);
+      }
       this.entries++;
       // Insert in deadline order (usually at the end).
       const q = this.queue;
       let i = q.length;
       while (i > this.head && q[i - 1]!.deadline > p.deadline) i--;
-      q.splice(i, 0, p);
+      if (i === q.length) q.push(p);
+      else q.splice(i, 0, p);
     }
   }
   override onWatermark(rule: CompiledRule, wm: number, host: Host): void {
@@ -476,9 +519,11 @@ class AbsenceState extends RuleState {
   sweep(rule: CompiledRule, wm: number): void {
     const floor = wm - rule.windowMs;
     for (const [k, g] of this.groups) {
-      const before = g.seen.length;
-      g.seen = g.seen.filter((b) => b >= floor);
-      this.entries -= before - g.seen.length;
+      const drop = lowerBound(g.seen, floor);
+      if (drop) {
+        g.seen.splice(0, drop);
+        this.entries -= drop;
+      }
       if (g.pending.length === 0 && g.seen.length === 0 && g.until <= wm) this.groups.delete(k);
     }
   }

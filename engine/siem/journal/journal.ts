@@ -30,6 +30,19 @@ export interface JournalStats {
   appendedEvents: number;
 }
 
+/**
+ * The record's event as the journal holds it (JSON text), attached to records
+ * that `read` returns: a sink that stores JSON (the embedded store) takes it
+ * instead of serializing the event again. A symbol, so it is invisible to
+ * JSON.stringify and to consumers that do not ask for it.
+ */
+export const RAW_JSON: unique symbol = Symbol("viw.journal.rawJson");
+
+/** The raw JSON text of a record read from a LocalJournal, if it has it. */
+export function rawJson(record: JournalRecord): string | undefined {
+  return (record as JournalRecord & { [RAW_JSON]?: string })[RAW_JSON];
+}
+
 interface Pending {
   items: readonly { index: string; event: NormalizedEvent }[];
   resolve: (r: { first: number; last: number }) => void;
@@ -89,6 +102,7 @@ export class LocalJournal implements Journal {
     this.db = db;
     db.pragma("journal_mode = WAL");
     db.pragma("synchronous = FULL");
+    db.pragma("cache_size = -32768");
     db.exec(`
       CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, idx TEXT NOT NULL, event TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS cursors (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL);
@@ -171,7 +185,7 @@ export class LocalJournal implements Journal {
 
   read(after: number, limit: number): JournalRecord[] {
     const rows = this.stmt.read.all(after, limit) as { seq: number; idx: string; event: string }[];
-    return rows.map((r) => ({ seq: r.seq, index: r.idx, event: JSON.parse(r.event) as NormalizedEvent }));
+    return rows.map((r) => ({ seq: r.seq, index: r.idx, event: JSON.parse(r.event) as NormalizedEvent, [RAW_JSON]: r.event }));
   }
 
   lastSeq(): number {

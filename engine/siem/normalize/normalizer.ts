@@ -78,8 +78,8 @@ export class Normalizer {
  * RFC 8785 canonical JSON of a normalized event, fast. Most events are flat
  * (strings and finite numbers): for them JSON.stringify with the sorted keys
  * as its key list writes exactly the canonical form (JCS serializes strings
- * and numbers as ECMAScript does) at a third of the cost of the general
- * canonicalJson, which the hot path cannot afford. Nested values (extra,
+ * and numbers with JSON.stringify, as canonicalJson itself does) without
+ * its per-value recursion, on the ingest hot path. Nested values (extra,
  * alert) take the general path.
  */
 export function canonicalForm(event: Record<string, unknown>): string {
@@ -87,7 +87,6 @@ export function canonicalForm(event: Record<string, unknown>): string {
   for (const k of keys) {
     const v = event[k];
     if (v !== null && typeof v === "object") return canonicalJson(event);
-    if (typeof v === "string" && /[\ud800-\udfff]/.test(v)) return canonicalJson(event);
   }
   return JSON.stringify(event, keys.sort());
 }

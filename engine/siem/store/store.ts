@@ -2,11 +2,16 @@ import Database from "better-sqlite3";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { periodStart } from "../../config/index.js";
-import type { JournalRecord, NormalizedEvent } from "../journal/index.js";
+import { rawJson, type JournalRecord, type NormalizedEvent } from "../journal/index.js";
 
 export interface StoredEvent {
   index: string;
   event: NormalizedEvent;
+}
+
+/** The stored document: the journal's own JSON text when the record came from it. */
+function docOf(r: StoredEvent): string {
+  return ("seq" in r && rawJson(r as JournalRecord)) || JSON.stringify(r.event);
 }
 
 /**
@@ -30,6 +35,9 @@ export class EventStore {
       this.db.pragma("journal_mode = WAL");
       // FULL: the journal cursor is committed after this commit, so this one must be durable first
       this.db.pragma("synchronous = FULL");
+      // event_id is a random hash: its unique index is written at random pages,
+      // so the default 2 MB page cache thrashes once the store outgrows it
+      this.db.pragma("cache_size = -65536");
       this.db.exec(`
         CREATE TABLE IF NOT EXISTS events (
           rid INTEGER PRIMARY KEY,
@@ -53,7 +61,8 @@ export class EventStore {
       : this.db.prepare("INSERT OR IGNORE INTO events (event_id, idx, ts, component, action, user_id, doc) VALUES (?, ?, ?, ?, ?, ?, ?)");
     this.insertBatch = this.db.transaction((records: readonly StoredEvent[]) => {
       let added = 0;
-      for (const { index, event } of records) {
+      for (const r of records) {
+        const { index, event } = r;
         const ts = Date.parse(event.timestamp);
         added += this.insert.run(
           event.event_id,
@@ -62,7 +71,7 @@ export class EventStore {
           str(event.component),
           str(event.action),
           str(event.user_id),
-          JSON.stringify(event),
+          docOf(r),
         ).changes;
       }
       return added;

@@ -1,14 +1,20 @@
-// Child processes in tests (kill -9 scenarios) run TypeScript sources: Node 20
-// cannot strip types, so the entry is bundled with rolldown (vitest's bundler)
-// into node_modules/.cache, where the packages left external still resolve.
+// Child processes in tests (kill -9 scenarios, benchmarks) run TypeScript
+// sources: Node 20 cannot strip types, so the entry is bundled with rolldown
+// (vitest's bundler) into node_modules/.cache, where the packages left
+// external still resolve. Removed when the test process exits.
 import { build } from "rolldown";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 
 const ROOT = join(import.meta.dirname, "..", "..", "..");
+const made: string[] = [];
+process.once("exit", () => {
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
 
-export async function bundleForNode(entry: string): Promise<string> {
+export async function bundleForNode(entry: string, keep = false): Promise<string> {
   const outDir = mkdtempSync(join(ROOT, "node_modules", ".cache", "viw-test-"));
+  if (!keep) made.push(outDir);
   await build({
     input: entry,
     platform: "node",
