@@ -2,6 +2,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { DesiredState, IssuerDoc } from "../config/index.js";
 import { parseDuration } from "../config/index.js";
+import { buildCrl } from "./crl.js";
 import { certPath, IssuerCert } from "./issuer.js";
 import { KeyError, SoftwareKeyProvider } from "./keys/index.js";
 import type { KeyProvider, Signer } from "./signer.js";
@@ -52,6 +53,25 @@ function caExtensions(doc: IssuerDoc, signer: Signer, parent: IssuerCert | undef
   if (parentDoc?.crl?.url) exts.push(extensions.crlDistributionPoints(parentDoc.crl.url));
   if (parentDoc?.ocsp?.url) exts.push(extensions.authorityInfoAccess(parentDoc.ocsp.url));
   return exts;
+}
+
+/**
+ * The first CRL of an offline issuer (empty, CRL number 1), written to
+ * DATA/pki/crl/ID.crl for the PKI port to serve; later ones are the
+ * operator's, signed where the offline key lives.
+ */
+async function writeOfflineCrl(dataDir: string, doc: IssuerDoc, cert: IssuerCert, signer: Signer, now: Date): Promise<void> {
+  const next = new Date(now.getTime() + parseDuration(doc.crl?.interval ?? "90d") + parseDuration(doc.crl?.grace ?? "0s"));
+  const der = await buildCrl({ issuer: cert, signer, revoked: [], number: 1, thisUpdate: now, nextUpdate: next });
+  const path = join(dataDir, "pki", "crl", `${doc.id}.crl`);
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, der);
+}
+
+/** PEM of every issuer certificate of a state (the root last): the trust bundle clients and listeners use. */
+export function caBundlePem(dataDir: string, state: DesiredState): string {
+  const docs = [...state.issuers.values()].sort((a, b) => Number(!a.parent) - Number(!b.parent));
+  return docs.map((d) => IssuerCert.read(dataDir, d.id)?.pem ?? "").join("");
 }
 
 /**
@@ -109,6 +129,7 @@ export async function initCa(options: InitCaOptions): Promise<InitCaEntry[]> {
     );
     const cert = writeCert(dataDir, doc.id, der);
     made.set(doc.id, { cert, signer });
+    await writeOfflineCrl(dataDir, doc, cert, signer, now);
     out.push({ id: doc.id, role: "root", action: "created", key: offline.path(ref), certificate: certPath(dataDir, doc.id), not_after: cert.notAfter.toISOString(), note: "offline root: move its key to removable media once the intermediates exist" });
   }
 

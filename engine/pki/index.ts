@@ -5,7 +5,7 @@
  */
 export type { Signer, KeyProvider } from "./signer.js";
 export { KeyRing, KeyError, SoftwareKeyProvider, Pkcs11KeyProvider, softwareSigner, generatePrivateKey, type KeysOptions } from "./keys/index.js";
-export { initCa, offlineDir, type InitCaOptions, type InitCaEntry } from "./ca.js";
+export { initCa, offlineDir, caBundlePem, type InitCaOptions, type InitCaEntry } from "./ca.js";
 export { createPkiService, type PkiService, type PkiServiceOptions, type ListenOptions } from "./service.js";
 export { Authority, type ClientIdentity, type IssuedCertificate, type Logger, type Runtime } from "./authority.js";
 export type { IssuanceTls } from "./api.js";

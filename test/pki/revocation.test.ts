@@ -176,6 +176,12 @@ describe("OCSP responder", () => {
     expect(ok.status).toBe(200);
     expect(ok.headers.get("content-type")).toBe("application/pkix-crl");
     expect((await fetch(`${p.pki}/crl/nope.crl`)).status).toBe(404);
+    // The offline root's CRL, written by ca init, is served as a file and verifies against the root.
+    const root = await fetchCrl("root");
+    expect(root.status).toBe(200);
+    writeFileSync(join(p.dir, "root.crl"), root.body);
+    const rv = await run("openssl", ["crl", "-inform", "DER", "-in", join(p.dir, "root.crl"), "-noout", "-CAfile", p.files.root]);
+    expect(rv.stderr).toMatch(/verify OK/);
   });
 
   it("keeps answering from its cache when the signing key is unavailable", async () => {

@@ -60,8 +60,8 @@ export class AgentError extends Error {
 export interface RenewResult extends Validity {
   pin: string;
   keyChanged: boolean;
-  /** rotate (predecessor superseded) or issue. */
-  via: "rotate" | "issue";
+  /** rotate (predecessor superseded), issue, or pickup (a successor an emergency rotation already issued for this key). */
+  via: "rotate" | "issue" | "pickup";
   /** Which key was certified. */
   key: "new" | "current" | "backup";
 }
@@ -214,18 +214,28 @@ interface IssuedBody {
   serial?: string;
 }
 
-function post(opts: AgentOptions, path: string, body: unknown, tls: { cert: Buffer; key: Buffer; ca?: Buffer }): Promise<IssuedBody> {
+type Tls = { cert: Buffer; key: Buffer; ca?: Buffer };
+
+function post(opts: AgentOptions, path: string, body: unknown, tls: Tls): Promise<IssuedBody> {
+  return call(opts, "POST", path, body, tls).then((json) => {
+    const b = json as IssuedBody;
+    if (typeof b.certificate !== "string") throw new AgentError(`${path}: the answer has no certificate`);
+    return b;
+  });
+}
+
+function call(opts: AgentOptions, method: "GET" | "POST", path: string, body: unknown, tls: Tls): Promise<unknown> {
   const base = new URL(opts.url ?? "https://localhost:8444");
   if (base.protocol !== "https:") throw new AgentError(`--url must be https (the issuance API is mTLS): ${opts.url}`);
-  const payload = Buffer.from(JSON.stringify(body));
+  const payload = Buffer.from(body === undefined ? "" : JSON.stringify(body));
   return new Promise((resolve, reject) => {
     const req = request(
       {
         host: base.hostname.replace(/^\[|\]$/g, ""),
         port: base.port || 443,
         path: base.pathname.replace(/\/$/, "") + path,
-        method: "POST",
-        headers: { "content-type": "application/json", "content-length": payload.length },
+        method,
+        headers: body === undefined ? {} : { "content-type": "application/json", "content-length": payload.length },
         cert: tls.cert,
         key: tls.key,
         ...(tls.ca ? { ca: tls.ca } : {}),
@@ -245,11 +255,7 @@ function post(opts: AgentOptions, path: string, body: unknown, tls: { cert: Buff
           } catch {
             return reject(new AgentError(`${path}: HTTP ${res.statusCode}, not JSON: ${text.slice(0, 200)}`, res.statusCode));
           }
-          if (res.statusCode === 200 || res.statusCode === 201) {
-            const b = json as IssuedBody;
-            if (typeof b.certificate !== "string") return reject(new AgentError(`${path}: the answer has no certificate`, res.statusCode));
-            return resolve(b);
-          }
+          if (res.statusCode === 200 || res.statusCode === 201) return resolve(json);
           const e = (json as { error?: { code?: string; message?: string } }).error;
           reject(new AgentError(`${path}: HTTP ${res.statusCode} ${e?.code ?? ""}: ${e?.message ?? text.slice(0, 200)}`, res.statusCode, e?.code));
         });
@@ -258,8 +264,22 @@ function post(opts: AgentOptions, path: string, body: unknown, tls: { cert: Buff
     );
     req.on("timeout", () => req.destroy(new AgentError(`${path}: no answer within ${(opts.requestTimeoutMs ?? 30_000) / 1000} s`)));
     req.on("error", (err) => reject(err instanceof AgentError ? err : new AgentError(`${base.origin}${path}: ${(err as Error).message}`)));
-    req.end(payload);
+    req.end(body === undefined ? undefined : payload);
   });
+}
+
+/**
+ * After an emergency rotation the engine may already have certified this
+ * same key again (the revoked certificate's `superseded_by`): fetch that
+ * successor instead of asking for another certificate.
+ */
+async function successorFor(opts: AgentOptions, serial: string, key: KeyObject, tls: Tls): Promise<IssuedBody | undefined> {
+  const old = (await call(opts, "GET", `/v1/certs/${serial}`, undefined, tls)) as { superseded_by?: string };
+  if (typeof old.superseded_by !== "string") return undefined;
+  const next = (await call(opts, "GET", `/v1/certs/${old.superseded_by}`, undefined, tls)) as { status?: string; certificate?: string };
+  if (next.status !== "good" || typeof next.certificate !== "string") return undefined;
+  if (!new NodeX509(next.certificate).publicKey.equals(createPublicKey(key))) return undefined;
+  return { certificate: next.certificate, serial: old.superseded_by };
 }
 
 /** The chain a server loads: the leaf and the intermediates (the root, last in `chain`, is left out). */
@@ -279,6 +299,30 @@ function runReload(cmd: string, env: Record<string, string>, timeoutMs: number):
       else reject(new AgentError(`reload command ${signal ? `was killed (${signal})` : `exited ${code}`}${err.trim() ? `: ${err.trim().split("\n").pop()}` : ""}`));
     });
   });
+}
+
+async function installAndReload(opts: AgentOptions, body: IssuedBody, key: KeyObject, keyChanged: boolean, kind: RenewResult["key"], via: RenewResult["via"], log: (l: string) => void): Promise<RenewResult> {
+  const leaf = new NodeX509(body.certificate);
+  if (!leaf.publicKey.equals(createPublicKey(key))) throw new AgentError("the issued certificate is not for the key of the request");
+  installPair(opts.certFile, opts.keyFile, fullChain(body), keyChanged ? (key.export({ type: "pkcs8", format: "pem" }) as string) : undefined);
+  const v = validityOf(body.certificate);
+  log(`renewed ${opts.certFile}: serial ${v.serial}, valid until ${new Date(v.notAfter).toISOString()}, ${kind} key ${pinOfKey(key)} (via ${via})`);
+  if (opts.exec) {
+    // The new pair is in place; a failing reload is retried a few times, not answered by another issuance.
+    let delay = 1000;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await runReload(opts.exec, { VIW_CERT: opts.certFile, VIW_KEY: opts.keyFile }, opts.execTimeoutMs ?? 60_000);
+        break;
+      } catch (err) {
+        if (attempt >= 3) throw new AgentError(`certificate installed but ${(err as Error).message}`);
+        log(`${(err as Error).message}; retrying in ${delay / 1000} s`);
+        await new Promise((r) => setTimeout(r, delay));
+        delay *= 2;
+      }
+    }
+  }
+  return { ...v, pin: pinOfKey(key), keyChanged, via, key: kind };
 }
 
 /** One renewal: CSR, API call (rotate, else issue), atomic install, reload. */
@@ -321,6 +365,7 @@ export async function renewOnce(opts: AgentOptions): Promise<RenewResult> {
   if (!candidates.length) throw new AgentError(`--reuse-key, but ${opts.keyFile} does not exist`);
 
   let lastRefusal: AgentError | undefined;
+  let pickedUp: IssuedBody | undefined;
   for (const cand of candidates) {
     const key = await cand.key();
     const csr = await makeCsr(key, certPem);
@@ -334,9 +379,14 @@ export async function renewOnce(opts: AgentOptions): Promise<RenewResult> {
       try {
         body = current ? await post(opts, "/v1/certs/rotate", { serial: current.serial, csr }, tls) : await issue();
       } catch (err) {
-        // Nothing left to rotate (revoked, e.g. by an emergency rotation; already rotated; unknown): issue anew.
-        if (current && opts.profile && err instanceof AgentError && (err.status === 404 || err.status === 409)) body = await issue();
-        else throw err;
+        if (!(current && err instanceof AgentError && (err.status === 404 || err.status === 409))) throw err;
+        // Revoked by an emergency rotation, which may have reissued this very key: pick that up.
+        if (err.status === 409 && currentKey && (pickedUp ??= await successorFor(opts, current.serial, currentKey, tls).catch(() => undefined))) {
+          return installAndReload(opts, pickedUp, currentKey, false, "current", "pickup", log);
+        }
+        // Nothing left to rotate (revoked, already rotated, unknown): issue anew under the profile.
+        if (!opts.profile) throw new AgentError(`${err.message}; give --profile to issue a new certificate instead`, err.status, err.code);
+        body = await issue();
       }
     } catch (err) {
       if (!(err instanceof AgentError) || err.code !== "pin_not_allowed") throw err;
@@ -344,28 +394,8 @@ export async function renewOnce(opts: AgentOptions): Promise<RenewResult> {
       log(`the pin set refused the ${cand.kind} key (${pinOfKey(key)}): ${err.message}`);
       continue;
     }
-    const leaf = new NodeX509(body.certificate);
-    if (!leaf.publicKey.equals(createPublicKey(key))) throw new AgentError("the issued certificate is not for the key of the request");
     const keyChanged = !currentKey || !createPublicKey(currentKey).equals(createPublicKey(key));
-    installPair(opts.certFile, opts.keyFile, fullChain(body), keyChanged ? (key.export({ type: "pkcs8", format: "pem" }) as string) : undefined);
-    const v = validityOf(body.certificate);
-    log(`renewed ${opts.certFile}: serial ${v.serial}, valid until ${new Date(v.notAfter).toISOString()}, ${cand.kind} key ${pinOfKey(key)} (via ${via})`);
-    if (opts.exec) {
-      // The new pair is in place; a failing reload is retried a few times, not answered by another issuance.
-      let delay = 1000;
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await runReload(opts.exec, { VIW_CERT: opts.certFile, VIW_KEY: opts.keyFile }, opts.execTimeoutMs ?? 60_000);
-          break;
-        } catch (err) {
-          if (attempt >= 3) throw new AgentError(`certificate installed but ${(err as Error).message}`);
-          log(`${(err as Error).message}; retrying in ${delay / 1000} s`);
-          await new Promise((r) => setTimeout(r, delay));
-          delay *= 2;
-        }
-      }
-    }
-    return { ...v, pin: pinOfKey(key), keyChanged, via, key: cand.kind };
+    return installAndReload(opts, body, key, keyChanged, cand.kind, via, log);
   }
   throw lastRefusal ?? new AgentError("no key was accepted");
 }
