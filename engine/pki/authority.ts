@@ -9,6 +9,7 @@ import { parseCsr, type Csr, type Sans } from "./csr.js";
 import { IssueError } from "./errors.js";
 import { extDer, signLeaf } from "./issue.js";
 import { certPath, IssuerCert, type Issuer } from "./issuer.js";
+import { publicKeyBits } from "./der.js";
 import { KeyError, softwareSigner } from "./keys/index.js";
 import { algorithmOf } from "./keys/common.js";
 import { OCSPResponseStatus, OcspMalformed, ocspError, parseOcspRequest, signOcspResponse, type CertState, type Responder } from "./ocsp.js";
@@ -286,7 +287,7 @@ export class Authority {
     };
   }
 
-  private async sign(rt: Runtime, profile: ProfileDoc, decision: Decision, csr: Pick<Csr, "spkiDer" | "publicKeyBits">, client: string): Promise<IssuedCertificate> {
+  private async sign(rt: Runtime, profile: ProfileDoc, decision: Decision, csr: Pick<Csr, "spkiDer" | "publicKeyBits">, client: string): Promise<IssuedCertificate & { der: Buffer }> {
     const issuer = rt.issuers.get(profile.issuer);
     if (!issuer?.signer) throw new IssueError(503, "issuer_unavailable", `issuer ${profile.issuer} of profile ${profile.id} has no key online`);
     let leaf;
@@ -308,6 +309,7 @@ export class Authority {
       spki_sha256: leaf.spkiSha256,
       profile: profile.id,
       revision: rt.revision,
+      der: leaf.der,
     };
   }
 
@@ -329,7 +331,8 @@ export class Authority {
     const issuer = rt.issuers.get(profile.issuer)!;
     const decision = enforceProfile({ profile, issuer: issuer.doc, issuerNotAfter: issuer.cert.notAfter, csr, request: body, now: this.now() });
     checkClientNames(client, decision.sans);
-    return this.sign(rt, profile, decision, csr, client.id);
+    const { der: _der, ...out } = await this.sign(rt, profile, decision, csr, client.id);
+    return out;
   }
 
   private recordOf(serialText: unknown): CertRecord {
@@ -363,7 +366,7 @@ export class Authority {
       fixedSubject: JSON.parse(rec.subject) as Decision["subject"],
     });
     checkClientNames(client, decision.sans);
-    const out = await this.sign(rt, profile, decision, csr, client.id);
+    const { der: _der, ...out } = await this.sign(rt, profile, decision, csr, client.id);
     const revokeAt = Math.min(rec.not_after, this.now().getTime() + parseDuration(this.options.rotateOverlap ?? "24h"));
     this.store.supersede(rec.serial, out.serial, revokeAt);
     return { ...out, predecessor: { serial: rec.serial, revoke_at: new Date(revokeAt).toISOString() } };
@@ -438,10 +441,9 @@ export class Authority {
     const issuer = rt.issuers.get(profile.issuer);
     if (!issuer) throw new IssueError(503, "issuer_unavailable", `no issuer ${profile.issuer}`);
     const spkiDer = Buffer.from(publicKey.export({ type: "spki", format: "der" }));
-    const csr: Csr = { subject: names.cn ? { CN: names.cn } : {}, spkiDer, publicKeyBits: Buffer.from(spkiOf(publicKey).subjectPublicKey), publicKey, keyAlgorithm: algorithmOf(publicKey), sans: { dns: names.dns ?? [], ip: names.ip ?? [], uri: names.uri ?? [] } };
+    const csr: Csr = { subject: names.cn ? { CN: names.cn } : {}, spkiDer, publicKeyBits: publicKeyBits(spkiDer), publicKey, keyAlgorithm: algorithmOf(publicKey), sans: { dns: names.dns ?? [], ip: names.ip ?? [], uri: names.uri ?? [] } };
     const decision = enforceProfile({ profile, issuer: issuer.doc, issuerNotAfter: issuer.cert.notAfter, csr, request: { ...(names.validity ? { validity: names.validity } : {}) }, now: this.now() });
-    const out = await this.sign(rt, profile, decision, csr, "engine");
-    return { ...out, der: fromPem(out.certificate)[0]! };
+    return this.sign(rt, profile, decision, csr, "engine");
   }
 
   // ---- CRL ---------------------------------------------------------------

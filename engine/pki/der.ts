@@ -112,3 +112,11 @@ export function oidDer(text: string): Buffer {
   for (const x of n.slice(2)) base128(x);
   return tlv(0x06, Buffer.from(bytes));
 }
+
+/** The subjectPublicKey bits of a DER SubjectPublicKeyInfo (what key identifiers hash). */
+export function publicKeyBits(spkiDer: Uint8Array): Buffer {
+  const spki = readTlv(spkiDer, 0);
+  const [, bits] = children(spkiDer, spki);
+  if (!bits || bits.tag !== 0x03) throw new DerError("SubjectPublicKeyInfo without a BIT STRING");
+  return Buffer.from(spkiDer.subarray(bits.content + 1, bits.end));
+}

@@ -40,8 +40,9 @@ export class IssuerCert {
     };
   }
 
+  private pemText?: string;
   get pem(): string {
-    return toPem(this.der);
+    return (this.pemText ??= toPem(this.der));
   }
 
   static read(dataDir: string, id: string): IssuerCert | undefined {

@@ -253,6 +253,8 @@ function call(opts: AgentOptions, method: "GET" | "POST", path: string, body: un
           try {
             json = JSON.parse(text);
           } catch {
+            // GET /v1/ca/chain answers PEM.
+            if (res.statusCode === 200 && method === "GET" && text.includes("-----BEGIN")) return resolve(text);
             return reject(new AgentError(`${path}: HTTP ${res.statusCode}, not JSON: ${text.slice(0, 200)}`, res.statusCode));
           }
           if (res.statusCode === 200 || res.statusCode === 201) return resolve(json);
@@ -276,10 +278,12 @@ function call(opts: AgentOptions, method: "GET" | "POST", path: string, body: un
 async function successorFor(opts: AgentOptions, serial: string, key: KeyObject, tls: Tls): Promise<IssuedBody | undefined> {
   const old = (await call(opts, "GET", `/v1/certs/${serial}`, undefined, tls)) as { superseded_by?: string };
   if (typeof old.superseded_by !== "string") return undefined;
-  const next = (await call(opts, "GET", `/v1/certs/${old.superseded_by}`, undefined, tls)) as { status?: string; certificate?: string };
-  if (next.status !== "good" || typeof next.certificate !== "string") return undefined;
+  const next = (await call(opts, "GET", `/v1/certs/${old.superseded_by}`, undefined, tls)) as { status?: string; certificate?: string; issuer?: string };
+  if (next.status !== "good" || typeof next.certificate !== "string" || typeof next.issuer !== "string") return undefined;
   if (!new NodeX509(next.certificate).publicKey.equals(createPublicKey(key))) return undefined;
-  return { certificate: next.certificate, serial: old.superseded_by };
+  const bundle = await call(opts, "GET", `/v1/ca/chain?issuer=${encodeURIComponent(next.issuer)}`, undefined, tls);
+  const chain = typeof bundle === "string" ? (bundle.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----\n?/g) ?? []) : [];
+  return { certificate: next.certificate, chain, serial: old.superseded_by };
 }
 
 /** The chain a server loads: the leaf and the intermediates (the root, last in `chain`, is left out). */
