@@ -228,7 +228,8 @@ export function auditTlsServer(server: AnyServer, opts: TlsAuditOptions): TlsAud
   };
   const onConnection = (raw: Socket): void => {
     const s = sessionOf(raw);
-    if (opts.ja3 === false) return handOver(raw);
+    // Without the peek, node's own listener runs right after this one (prepended).
+    if (opts.ja3 === false) return;
     let buf: Buffer | undefined;
     let finished = false;
     const finish = (): void => {
