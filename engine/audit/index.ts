@@ -13,3 +13,5 @@ export { auditTlsServer, PEEK_MS } from "./tls.js";
 export type { TlsAudit, TlsAuditOptions } from "./tls.js";
 export { readClientHello } from "./clienthello.js";
 export type { ClientHello } from "./clienthello.js";
+export { clientTlsOptions, ClientTlsEnvError } from "./client-tls.js";
+export type { ClientTlsOptions } from "./client-tls.js";
