@@ -121,3 +121,16 @@ describe("Detector (journal consumer)", () => {
     expect(notices[0]!.event).toMatchObject({ component: "siem", policy_id: "burst", error_code: "groups_limit" });
   });
 });
+
+describe("Detector.prepare", () => {
+  it("refuses a revision whose rules do not compile, naming the rule's file and the condition path", async () => {
+    const state = await stateWith([burst], { only: true });
+    const bad = { ...burst, where: { in_list: [{ var: "x" }, "no-such-list"] } } as RuleDoc;
+    const broken = { ...state, rules: new Map([["burst", bad]]), objectDigest: state.objectDigest, locate: state.locate };
+    const d = new Detector({ journal: tempJournal() });
+    await expect(d.prepare(broken, undefined)).rejects.toMatchObject({
+      service: "detector",
+      diagnostics: [expect.objectContaining({ file: "detections/burst.yaml", message: "where.in_list.1: in_list: unknown list `no-such-list`" })],
+    });
+  });
+});
