@@ -3,12 +3,21 @@ import { parseArgs } from "node:util";
 import { approve, APPROVALS_REF } from "../gitops/index.js";
 import { UsageError } from "./main.js";
 
+/** parseArgs' own errors (unknown option, missing value) are usage errors: exit 2 with the message. */
+function parseOrUsage<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
+  const { values, positionals } = parseOrUsage(() => parseArgs({
     args: argv,
     options: { repo: { type: "string" }, key: { type: "string" }, push: { type: "string" }, help: { type: "boolean", short: "h" } },
     allowPositionals: true,
-  });
+  }));
   if (values.help || positionals.length !== 1) throw new UsageError("usage: viw approve REV [--repo DIR] [--key SSH_KEY] [--push REMOTE]");
   const repo = values.repo ?? ".";
   try {

@@ -3,6 +3,15 @@ import { parseArgs } from "node:util";
 import { buildEvidence, evidenceMarkdown } from "../gitops/index.js";
 import { UsageError } from "./main.js";
 
+/** parseArgs' own errors (unknown option, missing value) are usage errors: exit 2 with the message. */
+function parseOrUsage<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
 function time(flag: string, v: string | undefined): Date | undefined {
   if (v === undefined) return undefined;
   const d = /^\d+$/.test(v) ? new Date(Number(v)) : new Date(v);
@@ -11,10 +20,10 @@ function time(flag: string, v: string | undefined): Date | undefined {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseOrUsage(() => parseArgs({
     args: argv,
     options: { data: { type: "string" }, from: { type: "string" }, to: { type: "string" }, format: { type: "string" }, help: { type: "boolean", short: "h" } },
-  });
+  }));
   if (values.help) throw new UsageError("usage: viw evidence [--data DIR] [--from T] [--to T] [--format json|markdown]");
   const format = values.format ?? "markdown";
   if (format !== "json" && format !== "markdown") throw new UsageError(`--format ${format}: expected json or markdown`);

@@ -3,6 +3,15 @@ import { parseArgs } from "node:util";
 import { createDaemon, LISTENER_NAMES, type DaemonOptions, type ListenerName } from "../daemon.js";
 import { UsageError } from "./main.js";
 
+/** parseArgs' own errors (unknown option, missing value) are usage errors: exit 2 with the message. */
+function parseOrUsage<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
 const USAGE = "usage: viw run [--repo DIR | --git URL --branch B] [--data DIR] [--trust FILE] [--dev] [--listen NAME=HOST:PORT ...] [--seal-interval D] [--store sqlite|elasticsearch] [--elasticsearch-url URL] [--allow-rollback] [--poll-interval D]";
 
 /** NAME=HOST:PORT, HOST may be [v6]; port 0 = any free port. */
@@ -23,7 +32,7 @@ function parseMs(flag: string, v: string): number {
 }
 
 export function parseRunArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): DaemonOptions {
-  const { values } = parseArgs({
+  const { values } = parseOrUsage(() => parseArgs({
     args: argv,
     options: {
       repo: { type: "string" },
@@ -41,7 +50,7 @@ export function parseRunArgs(argv: string[], env: NodeJS.ProcessEnv = process.en
       help: { type: "boolean", short: "h" },
     },
     strict: true,
-  });
+  }));
   if (values.help) throw new UsageError(USAGE);
   const bool = (v: string | undefined) => v !== undefined && /^(1|true|yes)$/i.test(v);
   const repo = values.repo ?? env.VIW_REPO;

@@ -134,6 +134,7 @@ function report(name: string, r: Rig): void {
     `\n[reconcile] ${name}: webhook → live in every service over ${r.samples.length} signed commits: p50 ${p50.toFixed(0)} ms, p99 ${p99.toFixed(0)} ms, max ${Math.max(...r.samples).toFixed(0)} ms` +
       ` | vs the 30 s poll interval (mean wait 15 s without the webhook): ${(15_000 / p50).toFixed(0)}× sooner` +
       ` | load during the reconciles: ${r.requests} issuance + CRL requests, ${r.failures} failed${r.failures ? ` (statuses ${[...new Set(r.failureCodes)].join(",")}; first: ${r.firstError})` : ""}\n` +
+      `[reconcile]   slowest sample's steps: ${JSON.stringify(r.timings[r.samples.indexOf(Math.max(...r.samples))])}\n` +
       `[reconcile]   median ms per step: ${Object.keys(r.timings[0] ?? {}).map((k) => `${k} ${pct(r.timings.map((t) => t[k] ?? 0), 50)}`).join(", ")}\n`,
   );
 }
