@@ -180,6 +180,7 @@ export class Sealer implements Service {
 
   /** Reads the journal and seals every interval that is due; returns how many manifests were written. */
   tick(): Promise<number> {
+    if (!this.started) return Promise.reject(new Error("sealer: tick() before start()"));
     let sealed = 0;
     return this.exclusive(async () => {
       try {
