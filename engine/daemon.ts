@@ -19,6 +19,7 @@ import {
   Timeline,
   allowedPrincipals,
   checkWebhook,
+  keySigner,
   readTimeline,
   type Attempt,
   type ConfigEvent,
@@ -307,6 +308,8 @@ export class Daemon {
   private async bringUpListeners(caps: Capabilities): Promise<void> {
     const at = (name: ListenerName) => ({ ...DEFAULT_LISTEN[name], ...this.opts.listen?.[name] });
     const certs = await this.engineCertificates(caps);
+    // From here on the timeline is signed with the Log Signing Key, whose certificate the CA issued.
+    await this.timeline.useSigner(this.data, keySigner(certs.log.key, certs.log.cert + certs.log.chain.join("")));
     const tls = { cert: certs.listener.cert, key: certs.listener.key, ca: certs.caChain };
     const pki = await caps.pki.listen({ issuance: { ...at("issuance"), tls }, pki: at("pki") });
     const siem = await caps.siem.listen({ syslog: { ...at("syslog"), tls: { ...tls, issuers: certs.issuers } }, bulk: { ...at("bulk"), tls: { ...tls, issuers: certs.issuers } } });

@@ -2,7 +2,7 @@
  * Change evidence from the timeline: which reviewed commit was live when, who
  * signed and approved it, what it relaxed, and whether the timeline verified.
  */
-import { readTimeline, type TimelineEntry } from "./timeline.js";
+import { readTimeline, type KeyInfo, type TimelineEntry } from "./timeline.js";
 
 export interface LiveInterval {
   revision: string;
@@ -26,6 +26,8 @@ export interface Evidence {
   verification: string;
   entries: number;
   head: string;
+  /** The keys that signed the timeline (the Log Signing Key shows its certificate). */
+  keys: KeyInfo[];
   from?: string;
   to?: string;
   live: LiveInterval[];
@@ -61,6 +63,7 @@ export async function buildEvidence(dataDir: string, range: { from?: Date; to?: 
     verification: v.ok ? `timeline verified: ${v.entries.length} entries, hash chain and signatures intact, head ${v.head}` : `timeline FAILED verification: ${v.error}`,
     entries: v.entries.length,
     head: v.head,
+    keys: v.keys,
     from: range.from?.toISOString(),
     to: range.to?.toISOString(),
     live: live.filter((i) => overlaps(i.from, i.to)),
@@ -92,6 +95,10 @@ export function evidenceMarkdown(ev: Evidence): string {
   out.push("# viw change evidence", "");
   out.push(`Range: ${ev.from ?? "beginning"} → ${ev.to ?? "now"}`, "");
   out.push(ev.verified ? `**${ev.verification}**` : `**WARNING — ${ev.verification}**`, "");
+  for (const k of ev.keys) {
+    out.push(`- signed by key ${k.key_id} (${k.entries} entries): ${k.certificate ? `certificate ${k.certificate.subject.replace(/\n/g, ", ")}, serial ${k.certificate.serial}, issued by ${k.certificate.issuer.replace(/\n/g, ", ")}` : "the engine's timeline key (DATA/keys/timeline.key)"}`);
+  }
+  out.push("");
   out.push("## Live revisions", "");
   out.push("| live from | live until | commit | signed by | approved by | changes | relaxations |");
   out.push("|---|---|---|---|---|---|---|");

@@ -11,6 +11,7 @@
  * public key then being written to DATA/keys/KEYID.pub so verification finds it.
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign as edSign, verify as edVerify, type KeyObject } from "node:crypto";
+import { X509Certificate } from "node:crypto";
 import { chmod, mkdir, open, readFile, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { canonicalJson } from "../config/index.js";
@@ -20,6 +21,19 @@ export interface TimelineSigner {
   /** SPKI DER of the verifying key. */
   publicKey: Uint8Array;
   sign(data: Uint8Array): Promise<Uint8Array> | Uint8Array;
+  /** The key's certificate from the engine's CA (the Log Signing Key), PEM with its chain. */
+  certificatePem?: string;
+}
+
+/** Ed25519 signs the bytes; ECDSA/RSA sign SHA-256 of them (DER signatures). */
+function digestFor(key: KeyObject): string | null {
+  return key.asymmetricKeyType === "ed25519" || key.asymmetricKeyType === "ed448" ? null : "sha256";
+}
+
+/** A TimelineSigner over a private key the engine holds (e.g. the Log Signing Key and its certificate). */
+export function keySigner(key: KeyObject, certificatePem?: string): TimelineSigner {
+  const spki = createPublicKey(key).export({ type: "spki", format: "der" });
+  return { keyId: keyIdOf(spki), publicKey: spki, sign: (data) => edSign(digestFor(key), data, key), certificatePem };
 }
 
 export interface PlanSummary {
@@ -125,6 +139,11 @@ export class Timeline {
   private async publishKey(dataDir: string): Promise<void> {
     const pem = createPublicKey({ key: Buffer.from(this.signer.publicKey), format: "der", type: "spki" }).export({ type: "spki", format: "pem" });
     await writeFile(join(dataDir, "keys", `${this.signer.keyId}.pub`), pem);
+    if (this.signer.certificatePem) await writeFile(join(dataDir, "keys", `${this.signer.keyId}.crt`), this.signer.certificatePem);
+  }
+
+  get keyId(): string {
+    return this.signer.keyId;
   }
 
   /** Switches to another signer (the PKI's Log Signing Key) for the entries that follow. */
@@ -162,9 +181,17 @@ export class Timeline {
   }
 }
 
+export interface KeyInfo {
+  key_id: string;
+  entries: number;
+  /** The certificate of a PKI-issued key (the Log Signing Key); absent for the engine's own timeline.key. */
+  certificate?: { subject: string; issuer: string; serial: string; not_after: string };
+}
+
 export interface Verification {
   ok: boolean;
   entries: TimelineEntry[];
+  keys: KeyInfo[];
   /** The first problem found, with its line number. */
   error?: string;
   head: string;
@@ -177,7 +204,7 @@ export async function readTimeline(dataDir: string): Promise<Verification> {
   try {
     text = await readFile(file, "utf8");
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return { ok: true, entries: [], head: GENESIS };
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return { ok: true, entries: [], keys: [], head: GENESIS };
     throw err;
   }
   const keys = new Map<string, KeyObject>();
@@ -193,6 +220,23 @@ export async function readTimeline(dataDir: string): Promise<Verification> {
   }
   const entries: TimelineEntry[] = [];
   let prev = GENESIS;
+  const keyInfo = async (): Promise<KeyInfo[]> => {
+    const count = new Map<string, number>();
+    for (const e of entries) count.set(e.key, (count.get(e.key) ?? 0) + 1);
+    const out: KeyInfo[] = [];
+    for (const [key_id, n] of count) {
+      const info: KeyInfo = { key_id, entries: n };
+      try {
+        const c = new X509Certificate(await readFile(join(keyDir, `${key_id}.crt`)));
+        info.certificate = { subject: c.subject, issuer: c.issuer, serial: c.serialNumber, not_after: new Date(c.validTo).toISOString() };
+      } catch {
+        // the engine's own timeline key has no certificate
+      }
+      out.push(info);
+    }
+    return out;
+  };
+  const fail = async (error: string): Promise<Verification> => ({ ok: false, entries, keys: await keyInfo(), head: prev, error });
   const lines = text.split("\n");
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i]!;
@@ -202,18 +246,18 @@ export async function readTimeline(dataDir: string): Promise<Verification> {
     try {
       e = JSON.parse(line) as TimelineEntry;
     } catch {
-      return { ok: false, entries, head: prev, error: `${where}: not valid JSON` };
+      return fail(`${where}: not valid JSON`);
     }
     const { hash, key, sig, ...unsigned } = e;
-    if (unsigned.seq !== entries.length + 1) return { ok: false, entries, head: prev, error: `${where}: sequence ${unsigned.seq}, expected ${entries.length + 1} (an entry was removed or reordered)` };
-    if (unsigned.prev !== prev) return { ok: false, entries, head: prev, error: `${where}: does not chain to the entry before it` };
+    if (unsigned.seq !== entries.length + 1) return fail(`${where}: sequence ${unsigned.seq}, expected ${entries.length + 1} (an entry was removed or reordered)`);
+    if (unsigned.prev !== prev) return fail(`${where}: does not chain to the entry before it`);
     const body = bodyOf(unsigned);
-    if (createHash("sha256").update(body).digest("hex") !== hash) return { ok: false, entries, head: prev, error: `${where}: content does not match its hash (edited)` };
+    if (createHash("sha256").update(body).digest("hex") !== hash) return fail(`${where}: content does not match its hash (edited)`);
     const pub = keys.get(key);
-    if (!pub) return { ok: false, entries, head: prev, error: `${where}: signed by unknown key ${key}` };
-    if (!edVerify(null, Buffer.from(body), pub, Buffer.from(sig ?? "", "base64"))) return { ok: false, entries, head: prev, error: `${where}: bad signature` };
+    if (!pub) return fail(`${where}: signed by unknown key ${key}`);
+    if (!edVerify(digestFor(pub), Buffer.from(body), pub, Buffer.from(sig ?? "", "base64"))) return fail(`${where}: bad signature`);
     entries.push(e);
     prev = hash;
   }
-  return { ok: true, entries, head: prev };
+  return { ok: true, entries, keys: await keyInfo(), head: prev };
 }

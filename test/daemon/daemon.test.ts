@@ -281,6 +281,9 @@ describe("viw run following a signed git remote", () => {
     expect(reasons).toMatch(/not a descendant/);
     expect(reasons).toMatch(/approval/);
 
+    // The bootstrap entry is signed with the engine's own key, the rest with the Log Signing Key from the CA.
+    expect(ev.keys).toHaveLength(2);
+    expect(ev.keys.find((k: any) => k.certificate)?.certificate.subject).toMatch(/Log Signing/);
     const md = await evidence("markdown");
     expect(md.out).toContain("timeline verified");
     expect(md.out).toContain("bob@viworks.example");
