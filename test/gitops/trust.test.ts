@@ -81,4 +81,26 @@ describe("approvals", () => {
     expect(out.join("")).toContain("unknown revision nope");
     expect((await readApprovals(w.repo, second, w.allowedSigners)).map((a) => a.principal)).toContain("dave@viworks.example");
   });
+
+  it("--push merges approvals already on the remote, so concurrent approvers do not overwrite each other", async () => {
+    const { execFileSync } = await import("node:child_process");
+    const { join } = await import("node:path");
+    const remote = join(w.root, "remote.git");
+    execFileSync("git", ["clone", "-q", "--bare", w.repo, remote]);
+    const clone = (name: string) => {
+      const dir = join(w.root, name);
+      execFileSync("git", ["clone", "-q", remote, dir]);
+      execFileSync("git", ["-C", dir, "config", "user.email", `${name}@viworks.example`]);
+      execFileSync("git", ["-C", dir, "config", "user.name", name]);
+      return dir;
+    };
+    const bobDir = clone("bob");
+    const carolDir = clone("carol");
+    const r1 = await approve(bobDir, signed, { key: w.key("bob"), push: "origin" });
+    expect(r1.pushed).toBe("origin");
+    await approve(carolDir, signed, { key: w.key("carol"), push: "origin" });
+    const daemonView = clone("daemon");
+    execFileSync("git", ["-C", daemonView, "fetch", "-q", "origin", `+${APPROVALS_REF}:${APPROVALS_REF}`]);
+    expect((await readApprovals(daemonView, signed, w.allowedSigners)).map((a) => a.principal).sort()).toEqual(["bob@viworks.example", "carol@viworks.example"]);
+  });
 });
