@@ -177,7 +177,9 @@ export function auditTlsServer(server: AnyServer, opts: TlsAuditOptions): TlsAud
   };
 
   const recordSuccess = (s: Session, sock: TLSSocket): void => {
-    write("ACCESS_SESSION_ESTABLISH_SUCCESS", s, "SubjectID", "Success", "", {
+    // Only when the owner chose rejectUnauthorized: false: the session is up, but say the certificate was not verified.
+    const info = srv.requestCert && !sock.authorized && s.subjectDn ? `client certificate not verified (${String(sock.authorizationError)})` : "";
+    write("ACCESS_SESSION_ESTABLISH_SUCCESS", s, "SubjectID", "Success", info, {
       ...base(s),
       result: "success",
       severity: "info",

@@ -89,3 +89,23 @@ describe("auditTlsServer on a plain tls.Server", () => {
     expect(() => auditTlsServer(tls.createServer({}), { listener: "syslog", audit, component: "siem", idleTimeoutMs: -1 })).toThrow(/idleTimeoutMs/);
   });
 });
+
+describe("an owner that chose rejectUnauthorized: false", () => {
+  it("is not enforced by the audit: the session is established and the line says the certificate was not verified", async () => {
+    const server = tls.createServer({ key: read(pki.serverKey), cert: read(pki.serverCert), ca: read(pki.ca), requestCert: true, rejectUnauthorized: false }, (sock) => {
+      sock.on("error", () => {});
+      sock.end("bye\n");
+    });
+    const hook = auditTlsServer(server, { listener: "bulk", audit, component: "siem" });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const port = (server.address() as AddressInfo).port;
+    const mark = lines().length;
+    await run("openssl", ["s_client", "-connect", `127.0.0.1:${port}`, "-CAfile", pki.ca, "-cert", pki.clients.other.cert, "-key", pki.clients.other.key]);
+    const got = await waitFor(() => (lines().length >= mark + 2 ? lines().slice(mark) : undefined), "two lines");
+    expect(Object.fromEntries(got[0]!.fields)).toMatchObject({ AuditEvent: "ACCESS_SESSION_ESTABLISH_SUCCESS", SubjectID: "CN=intruder.example", Info: "client certificate not verified (UNABLE_TO_VERIFY_LEAF_SIGNATURE)" });
+    expect(got[1]!.fields[0]![1]).toBe("ACCESS_SESSION_TERMINATED");
+    hook.detach();
+    expect((server as unknown as { rejectUnauthorized: boolean }).rejectUnauthorized).toBe(false);
+    server.close();
+  });
+});
