@@ -40,6 +40,12 @@ async function load(cfg: Record<string, unknown>): Promise<LoadResult> {
   return JSON.parse(stdout) as LoadResult;
 }
 
+/** CPU seconds a process has used (user + system), from /proc: comparable across peers when the machine is shared. */
+function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)]!;
@@ -76,6 +82,8 @@ const csrs = Array.from({ length: 32 }, (_, i) => makeCsr(p.dir, `bench${i}`, "/
 const ours: number[] = [];
 const cfsslPlain: number[] = [];
 const cfsslTls: number[] = [];
+const oursPerCpu: number[] = [];
+const cfsslPerCpu: number[] = [];
 {
   const cfg = join(p.dir, "cfssl.json");
   writeFileSync(cfg, JSON.stringify({ signing: { default: { expiry: "2160h", usages: ["digital signature", "server auth"] } } }));
@@ -88,7 +96,8 @@ const cfsslTls: number[] = [];
   const lc = await p.svc.issueForEngine("engine-listener", lk.publicKey, { cn: "localhost", dns: ["localhost"], ip: ["127.0.0.1"] });
   writeFileSync(listenerKey, lk.privateKey.export({ type: "pkcs8", format: "pem" }));
   writeFileSync(join(p.dir, "cfssl-listener.crt"), lc.certificate + lc.chain[0]);
-  children.push(spawn("cfssl", ["serve", "-address", "127.0.0.1", "-port", String(plainPort), "-ca", caCrt, "-ca-key", caKey, "-config", cfg, "-loglevel", "5"], { stdio: "ignore" }));
+  const plain = spawn("cfssl", ["serve", "-address", "127.0.0.1", "-port", String(plainPort), "-ca", caCrt, "-ca-key", caKey, "-config", cfg, "-loglevel", "5"], { stdio: "ignore" });
+  children.push(plain);
   children.push(
     spawn(
       "cfssl",
@@ -101,18 +110,25 @@ const cfsslTls: number[] = [];
   const ourBodies = csrs.map((csr) => JSON.stringify({ profile: "tls-gateway", csr }));
   const client = { ca: p.files.root, cert: p.files.backendCrt, key: p.files.backendKey };
   for (let round = 0; round < 3; round++) {
+    const cpu0 = cpuSeconds(process.pid);
     const o = await load({ url: `${p.issuance}/v1/certs/issue/server`, bodies: ourBodies, ...client });
     if (!o.statuses["201"] || Object.keys(o.statuses).length > 1) throw new Error(`ours: ${JSON.stringify(o.statuses)}`);
     ours.push(o.rate);
+    oursPerCpu.push(o.count / (cpuSeconds(process.pid) - cpu0));
+    const ccpu0 = cpuSeconds(plain.pid!);
     const c = await load({ url: `http://127.0.0.1:${plainPort}/api/v1/cfssl/sign`, bodies: cfsslBodies });
     if (!c.statuses["200"]) throw new Error(`cfssl: ${JSON.stringify(c.statuses)}`);
     cfsslPlain.push(c.rate);
+    cfsslPerCpu.push(c.count / (cpuSeconds(plain.pid!) - ccpu0));
     const t = await load({ url: `https://127.0.0.1:${tlsPort}/api/v1/cfssl/sign`, bodies: cfsslBodies, ...client });
     if (t.statuses["200"]) cfsslTls.push(t.rate);
   }
   results.push(
     `issuance, ${CONCURRENCY} clients: ours (mTLS, TLS 1.3, durable) ${median(ours).toFixed(0)}/s; cfssl serve (plain HTTP) ${median(cfsslPlain).toFixed(0)}/s -> ratio ${(median(ours) / median(cfsslPlain)).toFixed(2)}x` +
       (cfsslTls.length ? `; cfssl serve (mTLS) ${median(cfsslTls).toFixed(0)}/s -> ratio ${(median(ours) / median(cfsslTls)).toFixed(2)}x` : "; cfssl serve with mTLS did not answer"),
+  );
+  results.push(
+    `issuance per CPU-second of the server process: ours ${median(oursPerCpu).toFixed(0)} certs/CPU-s; cfssl serve (plain HTTP) ${median(cfsslPerCpu).toFixed(0)} certs/CPU-s -> ratio ${(median(oursPerCpu) / median(cfsslPerCpu)).toFixed(2)}x`,
   );
 }
 
