@@ -200,12 +200,18 @@ export async function verifyChain(options: VerifyOptions): Promise<VerifyReport>
   let expected = 0;
   let prev: Loaded | undefined;
   const referenced = new Set<string>();
-  const fetch = (m: Manifest | undefined) => (m?.batch && worm instanceof DirectoryWorm ? worm.getWithSpare(m.batch, 1) : m?.batch ? worm.get(m.batch).then((b) => (b ? Buffer.concat([Buffer.from([0x0a]), b]) : undefined)) : Promise.resolve(undefined));
-  let nextFile = fetch(loaded[0]?.m);
+  /** A batch file with one spare byte before it (hashBatch borrows it), or undefined if absent. */
+  const readBatch = async (m: Manifest | undefined): Promise<Buffer | undefined> => {
+    if (!m?.batch) return undefined;
+    if (worm instanceof DirectoryWorm) return worm.getWithSpare(m.batch, 1);
+    const b = await worm.get(m.batch);
+    return b && Buffer.concat([Buffer.from([0x0a]), b]);
+  };
+  let nextFile = readBatch(loaded[0]?.m);
   for (let i = 0; i < loaded.length; i++) {
     const l = loaded[i]!;
     const file = await nextFile;
-    nextFile = fetch(loaded[i + 1]?.m); // read the next batch while this one is hashed
+    nextFile = readBatch(loaded[i + 1]?.m); // read the next batch while this one is hashed
     leaves.set(l.seq, leafHash(l.bytes));
     if (l.seq > expected) {
       report({
