@@ -281,6 +281,34 @@ describe("sealed chain", () => {
     await expect(worm.put("../escape", Buffer.from("x"))).rejects.toThrow(/invalid WORM object name/);
   });
 
+  it("two writers racing for one name: one wins, the other is an incident, the winner's bytes stay", async () => {
+    const dir = tempDir();
+    const worm = new DirectoryWorm(join(dir, "w"));
+    const results = await Promise.allSettled([worm.put("manifests/000000000007.json", Buffer.from("a")), worm.put("manifests/000000000007.json", Buffer.from("b"))]);
+    expect(results.map((r) => r.status).sort()).toEqual(["fulfilled", "rejected"]);
+    const winner = results[0]!.status === "fulfilled" ? "a" : "b";
+    expect((await worm.get("manifests/000000000007.json"))!.toString()).toBe(winner);
+    expect(readdirSync(join(dir, "w", "manifests"))).toEqual(["000000000007.json"]); // no temp file left
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("a WORM directory without its keys/ cannot vouch for anything; an empty one says so", async () => {
+    const b = await build(2);
+    rmSync(join(b.worm, "keys"), { recursive: true, force: true });
+    const r = await verifyChain({ worm: b.worm });
+    expect(r.first_problem).toMatchObject({ kind: "unknown_key", seq: 0 });
+    const empty = await verifyChain({ worm: tempDir() });
+    expect(empty).toMatchObject({ ok: true, manifests: 0 });
+  });
+
+  it("the sealer refuses to extend a damaged chain", async () => {
+    const b = await build(3);
+    await b.sealer.stop();
+    renameSync(manifestPath(b, 1), manifestPath(b, 5));
+    const again = createSealer({ journal: b.journal, wormDir: b.worm, ...b.key, interval: INTERVAL, now: b.clock.now });
+    await expect(again.start({ manual: true })).rejects.toThrow(/holds manifest 2, expected 1.*viw verify-logs/);
+  });
+
   it("retention (policies/ retention.worm) removes only whole expired batches, and the chain still verifies", async () => {
     const repo = tempDir("viw-repo-");
     const { cpSync } = await import("node:fs");
