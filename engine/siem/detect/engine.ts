@@ -252,13 +252,14 @@ interface DValue {
   id: string;
 }
 interface DGroup {
-  vals: Map<string, DValue>;
+  vals: Map<unknown, DValue>;
   maxTs: number;
   until: number;
 }
 
-function valueKey(v: unknown): string {
-  return typeof v === "string" ? v : "\u0001" + JSON.stringify(v);
+/** A value as a Map key: primitives as themselves (a Map keeps 5 and "5" apart; no string is built per event), objects by their JSON. */
+function valueKey(v: unknown): unknown {
+  return typeof v === "object" ? "\u0001" + JSON.stringify(v) : v;
 }
 
 const dSize = (g: DGroup) => g.vals.size;
@@ -281,7 +282,7 @@ class DistinctState extends RuleState {
     if (seen === undefined) {
       if (g.vals.size >= rule.limits.entries) {
         // The least recently seen value goes first (values are re-inserted when seen again).
-        g.vals.delete(g.vals.keys().next().value as string);
+        g.vals.delete(g.vals.keys().next().value);
         this.entries--;
         host.limit(rule, this, "entries", ts);
       }
@@ -626,8 +627,8 @@ export class Engine implements Host {
       return;
     }
     const action = ev.action;
-    const list =
-      typeof action === "string" ? (this.byAction.get(action) ?? this.anyAction) : action === undefined || action === null ? this.anyAction : this.runtimes;
+    const indexed = typeof action === "string" ? this.byAction.get(action) : undefined;
+    const list = indexed ?? (typeof action === "string" || action === undefined || action === null ? this.anyAction : this.runtimes);
     // The detector's own alerts come back through the journal: unless a rule asks for them they are not input at all
     // (neither counted nor moving time).
     if (list.length === 0 && action === "alert") return;
@@ -638,7 +639,9 @@ export class Engine implements Host {
       const rt = list[i]!;
       const rule = rt.rule;
       try {
-        if (rule.where !== undefined && !rule.where(ev)) continue;
+        // Rules reached through the action index skip their action-only conjuncts; rules without an action set have none.
+        const where = indexed !== undefined ? rule.whereDispatched : rule.where;
+        if (where !== undefined && !where(ev)) continue;
         if (late && rule.kind !== "match") {
           rt.state.late++;
           continue;

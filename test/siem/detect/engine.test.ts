@@ -302,3 +302,23 @@ describe("reload", () => {
     expect(Object.keys(engine.stats())).toEqual(["t-other"]);
   });
 });
+
+describe("action index", () => {
+  it("offers a rule only the actions it can match, and evaluates the rest of its condition exactly", async () => {
+    const rule: Partial<RuleDoc> = {
+      id: "m-idx",
+      title: "idx",
+      severity: "low",
+      kind: "match",
+      where: { and: [{ in: [{ var: "action" }, ["login", "otp_verify"]] }, { "==": [{ var: "result" }, "failure"] }, { "==": [{ var: "action" }, "login"] }] },
+    };
+    const { engine, alerts } = await engineFor([rule]);
+    engine.process(ev(0, { event_id: "a", action: "login", result: "success" }));
+    engine.process(ev(1, { event_id: "b", action: "otp_verify", result: "failure" }));
+    engine.process(ev(2, { event_id: "c", action: "login", result: "failure" }));
+    engine.process(ev(3, { event_id: "d", result: "failure" }));
+    // not a string: json-logic-js's loose == and indexOf decide, as for any other field
+    engine.process(ev(4, { event_id: "e", action: ["login"], result: "failure" }));
+    expect(alerts.map((a) => a.alert.events[0])).toEqual(["c"]);
+  });
+});
