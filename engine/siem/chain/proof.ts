@@ -7,10 +7,10 @@
 import type { X509Certificate } from "node:crypto";
 import type { FastifyPluginAsync } from "fastify";
 import { canonicalJson } from "../../config/index.js";
-import { hashBatch, intervalStart, MANIFEST_FILE, signatureValid, type Manifest } from "./format.js";
+import { CHECKPOINT_FILE, hashBatch, intervalStart, MANIFEST_FILE, signatureValid, type Checkpoint, type Manifest } from "./format.js";
 import { certificateSha256, loadStoredKeys, pemCertificates, validatePath, type StoredKey } from "./keys.js";
-import { inclusionProof, leafHash, rootFromInclusionProof } from "./merkle.js";
-import { parseManifest } from "./verify.js";
+import { consistencyProof, HASH_SIZE, inclusionProof, leafHash, rootFromInclusionProof, verifyConsistency } from "./merkle.js";
+import { parseCheckpoint, parseManifest } from "./verify.js";
 import { DirectoryWorm, type WormStore } from "./worm.js";
 
 export interface InclusionProof {
@@ -162,9 +162,46 @@ export async function checkProof(proof: InclusionProof, options: { ca?: string; 
 }
 
 
+export interface CheckpointAnswer {
+  checkpoint: Checkpoint;
+  /** RFC 9162 consistency proof from the tree of `from` manifests to this checkpoint's, hex. */
+  consistency?: { from: number; path: string[] };
+}
+
+/**
+ * The newest checkpoint, and with `from` (the size of a checkpoint the caller
+ * kept) the proof that the chain it covers is an extension of that one: a
+ * monitor that keeps only checkpoints can tell that nothing was rewritten or
+ * cut, without a copy of the WORM store.
+ */
+export async function latestCheckpoint(wormOrDir: string | WormStore, from?: number): Promise<CheckpointAnswer | undefined> {
+  const worm = typeof wormOrDir === "string" ? new DirectoryWorm(wormOrDir) : wormOrDir;
+  const names = (await worm.list("checkpoints/")).filter((n) => CHECKPOINT_FILE.test(n));
+  const last = names[names.length - 1];
+  if (!last) return undefined;
+  const checkpoint = parseCheckpoint((await worm.get(last))!);
+  if (typeof checkpoint === "string") throw new Error(`${last}: ${checkpoint}`);
+  if (from === undefined) return { checkpoint };
+  if (!Number.isSafeInteger(from) || from < 1 || from > checkpoint.size) throw new RangeError(`from must be between 1 and ${checkpoint.size}`);
+  const leaves = Buffer.alloc(checkpoint.size * HASH_SIZE);
+  for (let seq = 0; seq < checkpoint.size; seq++) {
+    const bytes = await worm.get(`manifests/${String(seq).padStart(12, "0")}.json`);
+    if (!bytes) throw new Error(`manifest ${seq} is missing: run viw verify-logs`);
+    leafHash(bytes).copy(leaves, seq * HASH_SIZE);
+  }
+  return { checkpoint, consistency: { from, path: consistencyProof(leaves, from).map((h) => h.toString("hex")) } };
+}
+
+/** That `newer` extends `older` (both checkpoints, signatures checked elsewhere). */
+export function checkpointsConsistent(older: Checkpoint, newer: Checkpoint, path: readonly string[]): boolean {
+  return verifyConsistency(older.size, newer.size, Buffer.from(older.root, "hex"), Buffer.from(newer.root, "hex"), path.map((h) => Buffer.from(h, "hex")));
+}
+
 /**
  * GET /v1/proof?event_id=ID[&near=TIME] for the admin port: 200 the proof,
  * 404 when the event is not (yet) in a sealed batch, 400 without event_id.
+ * GET /v1/checkpoint[?from=SIZE]: the newest checkpoint, with a consistency
+ * proof from a kept one of SIZE manifests.
  */
 export function proofRoutes(options: { worm: string | WormStore; interval?: number }): FastifyPluginAsync {
   const worm = typeof options.worm === "string" ? new DirectoryWorm(options.worm) : options.worm;
@@ -182,6 +219,22 @@ export function proofRoutes(options: { worm: string | WormStore; interval?: numb
       const proof = await proofFor(worm, eventId, { near, interval: options.interval });
       if (!proof) return reply.code(404).send({ error: { code: "not_found", message: `event ${JSON.stringify(eventId)} is not in a sealed batch (not received, or its interval is not sealed yet)` } });
       return proof;
+    });
+    app.get("/v1/checkpoint", async (request, reply) => {
+      const q = request.query as Record<string, unknown>;
+      let from: number | undefined;
+      if (q.from !== undefined) {
+        from = Number(q.from);
+        if (typeof q.from !== "string" || !/^[0-9]+$/.test(q.from)) return reply.code(400).send({ error: { code: "bad_request", message: `from: not a checkpoint size: ${JSON.stringify(q.from)}`, field: "from" } });
+      }
+      try {
+        const answer = await latestCheckpoint(worm, from);
+        if (!answer) return reply.code(404).send({ error: { code: "not_found", message: "no checkpoint has been written yet" } });
+        return answer;
+      } catch (e) {
+        if (e instanceof RangeError) return reply.code(400).send({ error: { code: "bad_request", message: `from: ${e.message}`, field: "from" } });
+        throw e;
+      }
     });
   };
 }

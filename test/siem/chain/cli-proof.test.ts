@@ -8,7 +8,7 @@ import Fastify from "fastify";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { main } from "../../../engine/cli/verify-logs.js";
 import { UsageError } from "../../../engine/cli/main.js";
-import { checkProof, createSealer, proofRoutes, type InclusionProof, type Manifest } from "../../../engine/siem/chain/index.js";
+import { checkProof, checkpointsConsistent, createSealer, proofRoutes, type Checkpoint, type CheckpointAnswer, type InclusionProof, type Manifest } from "../../../engine/siem/chain/index.js";
 import { Clock, event, journalIn, logKey, makeCa, tempDir } from "./helpers.js";
 
 const INTERVAL = 2000;
@@ -154,7 +154,7 @@ describe("inclusion proofs", () => {
     expect(missing.out).toMatch(/NOT FOUND/);
   });
 
-  it("GET /v1/proof on the admin listener: 200 with a verifiable proof, 404, 400", async () => {
+  it("GET /v1/proof and /v1/checkpoint on the admin listener: verifiable proofs, 404, 400", async () => {
     const app = Fastify();
     await app.register(proofRoutes({ worm, interval: INTERVAL }));
     const base = await app.listen({ host: "127.0.0.1", port: 0 });
@@ -175,6 +175,18 @@ describe("inclusion proofs", () => {
       expect(await bad.json()).toMatchObject({ error: { field: "event_id" } });
       const badNear = await fetch(`${base}/v1/proof?event_id=x&near=yesterday`);
       expect(badNear.status).toBe(400);
+
+      // a monitor that kept the checkpoint of 3 manifests checks the newest one extends it
+      const kept = JSON.parse(readFileSync(join(worm, "checkpoints", "000000000003.json"), "utf8")) as Checkpoint;
+      const cp = await fetch(`${base}/v1/checkpoint?from=3`);
+      expect(cp.status).toBe(200);
+      const answer = (await cp.json()) as CheckpointAnswer;
+      expect(answer.checkpoint.size).toBe(6);
+      expect(checkpointsConsistent(kept, answer.checkpoint, answer.consistency!.path)).toBe(true);
+      expect(checkpointsConsistent({ ...kept, root: answer.checkpoint.root }, answer.checkpoint, answer.consistency!.path)).toBe(false);
+      expect((await fetch(`${base}/v1/checkpoint?from=7`)).status).toBe(400);
+      expect((await fetch(`${base}/v1/checkpoint?from=abc`)).status).toBe(400);
+      expect(((await (await fetch(`${base}/v1/checkpoint`)).json()) as CheckpointAnswer).consistency).toBeUndefined();
     } finally {
       await app.close();
     }
