@@ -2,6 +2,15 @@
  * The PKI: key providers (software, PKCS#11), CA bootstrap, profile-enforced
  * issuance, the certificate store, CRL and OCSP, and the service the daemon
  * hosts (issuance API over mTLS + the plain-HTTP PKI port).
+ *
+ * What the daemon uses:
+ *   const keys = new KeyRing({ dataDir, pkcs11Module? });          // file: and pkcs11: key refs
+ *   await initCa({ dataDir, state, provider: keys });              // first --dev start (idempotent)
+ *   const pki = createPkiService({ dataDir, provider: keys, log }); // a Service: prepare(next) / commit()
+ *   await pki.issueForEngine("engine-listener", publicKey, { cn, dns, ip });  // its own certificates
+ *   await pki.listen({ issuance: { host, port, tls: { cert, key, ca: caBundlePem(dataDir, state) } }, pki: { host, port } });
+ *   await pki.close(); await keys.close();
+ * `viw ca init` (engine/cli/ca.ts) calls initCa.
  */
 export type { Signer, KeyProvider } from "./signer.js";
 export { KeyRing, KeyError, SoftwareKeyProvider, Pkcs11KeyProvider, softwareSigner, generatePrivateKey, type KeysOptions } from "./keys/index.js";

@@ -171,6 +171,23 @@ describe("bad input gets a clear 4xx, nothing is issued, the server keeps servin
     expect(j.body.error.code).toBe("bad_json");
   });
 
+  it("an issuer key that becomes unavailable gives 503 naming it, and service resumes when it is back", async () => {
+    const { KeyError } = await import("../../engine/pki/index.js");
+    const signer = p.svc.authority.runtime!.issuers.get("int-tls")!.signer!;
+    const real = signer.sign;
+    (signer as { sign: unknown }).sign = () => Promise.reject(new KeyError("PKCS#11 token `viw` not found", true));
+    const { csr } = makeCsr(p.dir, "u503", "/CN=gw.viworks.example");
+    try {
+      const r = await bad({ profile: "tls-gateway", csr });
+      expect(r.status).toBe(503);
+      expect(r.body.error.code).toBe("key_unavailable");
+      expect(r.body.error.message).toMatch(/issuer int-tls's key is unavailable: PKCS#11 token `viw` not found/);
+    } finally {
+      (signer as { sign: unknown }).sign = real;
+    }
+    expect((await bad({ profile: "tls-gateway", csr })).status).toBe(201);
+  });
+
   it("nothing was issued by the refused requests and the server still serves", async () => {
     const store = new CertStore(p.data);
     const all = (store as unknown as { db: { prepare(s: string): { get(): { n: number } } } }).db.prepare("SELECT count(*) AS n FROM certs WHERE profile IN ('tls-gateway','vpn-server','backend-api') AND subject LIKE '%evil%'").get();
