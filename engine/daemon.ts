@@ -26,7 +26,7 @@ import {
   type Service,
   type Source,
 } from "./gitops/index.js";
-import { loadSnapshot, parseDuration } from "./config/index.js";
+import { parseDuration, type DesiredState } from "./config/index.js";
 import { KeyRing, createPkiService, generatePrivateKey, initCa, softwareSigner, toPem, type PkiService } from "./pki/index.js";
 import { Router, createSiemService, openJournal, type LocalJournal, type SiemService } from "./siem/index.js";
 import { Detector } from "./siem/detect/index.js";
@@ -148,10 +148,10 @@ export class Daemon {
       observe: metrics,
       resume: lastApplied ? { revision: lastApplied.revision, commit: lastApplied.commit } : undefined,
       principals: o.trust ? await allowedPrincipals(o.trust) : undefined,
+      beforePrepare: caps && o.dev ? (state) => this.devInitCa(caps, state) : undefined,
     });
     await this.startAdmin();
     await this.source.start((reason) => void this.reconciler.trigger(reason));
-    if (caps && o.dev) await this.devInitCa(caps);
     this.logger.info({ source: this.source.description, trust: o.trust ?? "none (dev: unsigned revisions applied)", data: this.data, dev: !!o.dev }, "viw daemon started");
     void this.reconciler.trigger("start");
     if (!caps) {
@@ -232,21 +232,20 @@ export class Daemon {
     return spki.subarray(spki.length - 32).toString("base64");
   }
 
-  /** Dev mode: `viw ca init` with software keys on first start (idempotent). */
-  private async devInitCa(caps: Capabilities): Promise<void> {
-    try {
-      const rev = await this.source.poll();
-      const loaded = loadSnapshot(await this.source.snapshot(rev));
-      if (!loaded.state) {
-        this.logger.warn({ errors: loaded.errors.length }, "dev CA bootstrap skipped: the config is invalid");
-        return;
-      }
-      const made = await initCa({ dataDir: this.data, state: loaded.state, provider: caps.keys });
-      const created = made.filter((m) => m.action === "created").map((m) => m.id);
-      if (created.length) this.logger.info({ created }, "dev mode: CA initialised with software keys");
-    } catch (err) {
-      this.logger.error({ err: (err as Error).message }, "dev CA bootstrap failed");
-    }
+  private caIssuers?: string;
+
+  /**
+   * Dev mode: `viw ca init` with software keys, from the first valid revision
+   * and again whenever the issuers change (a new CA in dev gets its key);
+   * idempotent, existing keys and certificates are kept.
+   */
+  private async devInitCa(caps: Capabilities, state: DesiredState): Promise<void> {
+    const issuers = [...state.issuers.keys()].sort().map((id) => `${id}:${state.objectDigest("issuer", id)}`).join(",");
+    if (issuers === this.caIssuers) return;
+    const made = await initCa({ dataDir: this.data, state, provider: caps.keys });
+    const created = made.filter((m) => m.action === "created").map((m) => m.id);
+    if (created.length) this.logger.info({ created }, "dev mode: CA initialised with software keys");
+    this.caIssuers = issuers;
   }
 
   /**

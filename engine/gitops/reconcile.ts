@@ -68,6 +68,8 @@ export interface ReconcilerOptions {
   resume?: { revision: string; commit?: string };
   /** Principals listed in the allowed-signers file (status: who could still approve). */
   principals?: string[];
+  /** Runs after the gate, before the services prepare (dev mode: bootstraps the CA from the first valid revision). */
+  beforePrepare?: (next: DesiredState) => Promise<void>;
 }
 
 export class Reconciler {
@@ -81,7 +83,7 @@ export class Reconciler {
   private again = false;
   private forceNext = false;
   private closed = false;
-  private readyWaiters: (() => void)[] = [];
+  private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
 
   constructor(private readonly o: ReconcilerOptions) {
     this.services = [...(o.services ?? [])];
@@ -123,10 +125,11 @@ export class Reconciler {
     return this.services;
   }
 
-  /** Resolves once a first revision is live. */
+  /** Resolves once a first revision is live; rejects if the reconciler closes before. */
   whenReady(): Promise<void> {
     if (this.applied) return Promise.resolve();
-    return new Promise((r) => this.readyWaiters.push(r));
+    if (this.closed) return Promise.reject(new Error("closed before a revision was applied"));
+    return new Promise((resolve, reject) => this.readyWaiters.push({ resolve, reject }));
   }
 
   /**
@@ -159,6 +162,7 @@ export class Reconciler {
   async close(): Promise<void> {
     this.closed = true;
     await this.running;
+    for (const w of this.readyWaiters.splice(0)) w.reject(new Error("closed before a revision was applied"));
   }
 
   private async runOnce(reason: string, force: boolean): Promise<void> {
@@ -292,6 +296,13 @@ export class Reconciler {
     }
 
     // Prepare every service, then commit every one.
+    if (o.beforePrepare) {
+      try {
+        await o.beforePrepare(state);
+      } catch (err) {
+        return this.refuse(revision, t0, "prepare", (err as Error).message, { errors: [{ file: "", line: 0, col: 0, message: (err as Error).message }] });
+      }
+    }
     const current = this.applied?.state;
     this.lap("gate");
     const settled = await Promise.allSettled(
@@ -341,7 +352,7 @@ export class Reconciler {
     await this.emit([configEvent("config_apply", revision, "success", "info", { policy_id: `digest:${state.digest}`, cmd: `applied ${revision} (${summary.changes} change(s), ${summary.relaxations} relaxation(s)); timeline head ${o.timeline.headHash}` })]);
     o.logger.info({ revision, digest: state.digest, signer: signer?.principal, approvers: approvers.map((a) => a.principal), changes: summary.changes, relaxations: summary.relaxations, bootstrap, ms: Math.round(performance.now() - t0) }, "revision applied");
     this.lap("record");
-    for (const w of this.readyWaiters.splice(0)) w();
+    for (const w of this.readyWaiters.splice(0)) w.resolve();
     return { revision, ok: true, at: applied.appliedAt, errors: [], missing_approvals: null, relaxations: plan.relaxations, durationMs: performance.now() - t0 };
   }
 
