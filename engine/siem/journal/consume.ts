@@ -42,17 +42,19 @@ export function consume(
     signalled = true;
     wake?.();
   });
-  const sleep = (ms: number) =>
+  let stopWaiting: (() => void) | undefined;
+  /** Sleeps `ms`; an append wakes it only when `onAppend` is set (a retry backoff ignores appends). */
+  const sleep = (ms: number, onAppend: boolean) =>
     new Promise<void>((resolve) => {
-      const t = setTimeout(() => {
-        wake = undefined;
-        resolve();
-      }, ms);
-      wake = () => {
+      const done = () => {
         clearTimeout(t);
         wake = undefined;
+        stopWaiting = undefined;
         resolve();
       };
+      const t = setTimeout(done, ms);
+      if (onAppend) wake = done;
+      stopWaiting = done;
     });
 
   const loop = (async () => {
@@ -65,14 +67,14 @@ export function consume(
         idleWaiters = [];
         for (const w of waiters) w();
         // onAppend may have fired between read and here; otherwise sleep until it does.
-        if (!signalled && !stopped) await sleep(60_000);
+        if (!signalled && !stopped) await sleep(60_000, true);
         continue;
       }
       try {
         await handler(records);
       } catch (err) {
         opts.onError?.(err, records);
-        if (!stopped) await sleep(retry);
+        if (!stopped) await sleep(retry, false);
         retry = Math.min(retry * 2, 30_000);
         continue;
       }
@@ -93,7 +95,7 @@ export function consume(
     async stop() {
       stopped = true;
       unsubscribe();
-      wake?.();
+      stopWaiting?.();
       await loop;
       for (const w of idleWaiters) w();
       idleWaiters = [];

@@ -116,4 +116,22 @@ describe("journal", () => {
     expect(seen2).toEqual([8, 9]);
     await c2.stop();
   });
+
+  it("consume: a failing sink backs off; appends during the backoff do not trigger retries", async () => {
+    const journal = j(join(tmp(), "j.db"), { consumers: ["c"] });
+    let calls = 0;
+    const errors: unknown[] = [];
+    const c = consume(journal, "c", () => {
+      calls++;
+      throw new Error("down");
+    }, { retryMs: 400, onError: (e) => errors.push(e) });
+    await journal.append([ev(1)]);
+    await new Promise((r) => setTimeout(r, 50));
+    for (let i = 2; i < 10; i++) await journal.append([ev(i)]);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(calls).toBe(1);
+    expect(journal.cursor("c")).toBe(0);
+    await c.stop();
+    expect(errors).toHaveLength(1);
+  });
 });
