@@ -31,6 +31,7 @@ import { KeyRing, createPkiService, generatePrivateKey, initCa, softwareSigner, 
 import { Router, createSiemService, openJournal, type LocalJournal, type SiemService } from "./siem/index.js";
 import { Detector } from "./siem/detect/index.js";
 import { createSealer, proofRoutes, type Sealer } from "./siem/chain/index.js";
+import { AuditLog } from "./audit/index.js";
 
 export type ListenerName = "issuance" | "pki" | "syslog" | "bulk" | "admin";
 export const LISTENER_NAMES: readonly ListenerName[] = ["issuance", "pki", "syslog", "bulk", "admin"];
@@ -70,6 +71,7 @@ export interface DaemonOptions {
 const DEV_CLIENT = { profile: "backend-client", cn: "backend.viworks.example", issuer: "int-backend" };
 
 interface Capabilities {
+  audit: AuditLog;
   keys: KeyRing;
   journal: LocalJournal;
   siem: SiemService;
@@ -145,7 +147,18 @@ export class Daemon {
       timeline: this.timeline,
       logger: this.logger,
       emit: (events) => this.deliver(events),
-      observe: metrics,
+      observe: (a) => {
+        metrics(a);
+        // Each revision decision also goes to the audit log (DATA/audit/audit.log, CONFIG_REVISION).
+        if (caps && a.revision && a.stage !== "fetch") {
+          try {
+            const ap = this.reconciler.applied;
+            caps.audit.configRevision({ revision: a.revision, outcome: a.ok ? "applied" : "refused", signer: a.ok ? ap?.signer?.principal : undefined, digest: a.ok ? ap?.digest : undefined, reason: a.reason });
+          } catch (err) {
+            this.logger.error({ err: (err as Error).message }, "audit log write failed");
+          }
+        }
+      },
       resume: lastApplied ? { revision: lastApplied.revision, commit: lastApplied.commit } : undefined,
       principals: o.trust ? await allowedPrincipals(o.trust) : undefined,
       beforePrepare: caps && o.dev ? (state) => this.devInitCa(caps, state) : undefined,
@@ -199,6 +212,11 @@ export class Daemon {
       log,
     });
     const detector = new Detector({ journal, registry: this.registry, onError: (err) => log("detector failed", err) });
+    const route = (action: string) => {
+      const routing = this.reconciler?.applied?.state.routing;
+      return routing ? new Router(routing).route(action) : "viw-other";
+    };
+    const audit = new AuditLog(join(this.data, "audit"), { journal, route, onError: (err) => log("audit journal copy failed", err) });
     const pki = createPkiService({ dataDir: this.data, provider: keys, log: this.logger.child({ service: "pki" }) });
     this.mount({ prefix: "", register: async (app) => void (await app.register(siem.queryPlugin)) });
     this.mount({ prefix: "", register: async (app) => void (await app.register(proofRoutes({ worm: join(this.data, "worm"), interval: this.sealIntervalMs() }))) });
@@ -208,7 +226,7 @@ export class Daemon {
       const received_at = new Date().toISOString();
       await journal.append(events.map((event) => ({ index: router?.route(event.action) ?? "viw-policy", event: { ...event, received_at } })));
     });
-    return { keys, journal, siem, detector, pki };
+    return { audit, keys, journal, siem, detector, pki };
   }
 
   private sealIntervalMs(): number {
@@ -521,6 +539,7 @@ export class Daemon {
       await step("timeline", () => this.timeline.append({ type: "stopped", result: "stopped", revision: ap.revision, commit: ap.commit, reason: "daemon stopped (SIGTERM)" }));
     }
     if (caps) {
+      await step("audit", () => caps.audit.close());
       await step("journal", () => caps.journal.close());
       await step("keys", () => caps.keys.close());
     }

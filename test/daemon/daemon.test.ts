@@ -209,6 +209,10 @@ describe("viw run following a signed git remote", () => {
     const good = world.commit("re-signed by alice", {}, "alice");
     await push();
     expect((await status()).applied.revision).toBe(good);
+    // Every decision is in the audit log too.
+    const audit = readFileSync(join(data, "audit", "audit.log"), "utf8");
+    expect(audit).toMatch(new RegExp(`\\[AuditEvent=CONFIG_REVISION\\].*\\[Outcome=Failure\\]\\[Revision=${unsigned}\\]`));
+    expect(audit).toMatch(new RegExp(`\\[AuditEvent=CONFIG_REVISION\\]\\[SubjectID=alice@viworks.example\\]\\[Outcome=Success\\]\\[Revision=${good}\\]`));
   });
 
   it("refuses a force-pushed older commit (anti-rollback)", async () => {
