@@ -59,6 +59,8 @@ export interface Checkpoint {
   /** SHA-256 of manifest size-1 and its interval end. */
   last: string;
   end: string;
+  /** The tree's perfect-subtree roots (hex, largest first): lets the sealer resume without re-reading every manifest. */
+  frontier?: string[];
   key_id: string;
   alg: KeyAlgorithm;
   made_at: string;
@@ -72,6 +74,7 @@ export const checkpointName = (size: number) => `checkpoints/${pad(size)}.json`;
 export const certificateName = (keyId: string, certSha256: string) => `keys/${keyId}-${certSha256.slice(0, 16)}.pem`;
 export const MANIFEST_FILE = /^manifests\/([0-9]{12})\.json$/;
 export const CHECKPOINT_FILE = /^checkpoints\/([0-9]{12})\.json$/;
+export const BATCH_FILE = /^batches\/([0-9]{12})-[0-9a-f]{16}\.jsonl$/;
 
 /** The bytes a manifest or checkpoint signature covers. */
 export function signingInput(doc: object): Buffer {

@@ -243,3 +243,46 @@ export function verifyConsistency(m: number, n: number, oldRoot: Uint8Array, new
   }
   return sn === 0 && fr.equals(oldRoot) && sr.equals(newRoot);
 }
+
+/**
+ * The right edge of a growing tree: the roots of its perfect subtrees, largest
+ * first (one per set bit of the size). Enough to append and to compute the
+ * root, so the sealer resumes from a checkpoint in O(log n) instead of
+ * re-reading every manifest.
+ */
+export class MerkleFrontier {
+  private constructor(
+    public size: number,
+    private readonly nodes: Buffer[],
+  ) {}
+
+  static empty(): MerkleFrontier {
+    return new MerkleFrontier(0, []);
+  }
+
+  static fromHex(size: number, hex: readonly string[]): MerkleFrontier {
+    let bits = 0;
+    for (let s = size; s > 0; s = Math.floor(s / 2)) bits += s % 2;
+    if (!Number.isSafeInteger(size) || size < 0 || hex.length !== bits || hex.some((h) => !/^[0-9a-f]{64}$/.test(h))) throw new Error(`not a Merkle frontier of size ${size}`);
+    return new MerkleFrontier(size, hex.map((h) => Buffer.from(h, "hex")));
+  }
+
+  append(leaf: Buffer): void {
+    let node = leaf;
+    // Each trailing 1 bit of the old size is a perfect subtree the new leaf completes.
+    for (let s = this.size; s % 2 === 1; s = Math.floor(s / 2)) node = nodeHash(this.nodes.pop()!, node);
+    this.nodes.push(Buffer.from(node));
+    this.size++;
+  }
+
+  root(): Buffer {
+    if (this.nodes.length === 0) return Buffer.from(EMPTY_ROOT);
+    let r = this.nodes[this.nodes.length - 1]!;
+    for (let i = this.nodes.length - 2; i >= 0; i--) r = nodeHash(this.nodes[i]!, r);
+    return Buffer.from(r);
+  }
+
+  toHex(): string[] {
+    return this.nodes.map((n) => n.toString("hex"));
+  }
+}

@@ -23,7 +23,9 @@ import { ServiceError } from "../../gitops/service.js";
 import type { Signer } from "../../pki/signer.js";
 import type { Journal, JournalRecord } from "../journal/contract.js";
 import {
+  BATCH_FILE,
   batchName,
+  CHECKPOINT_FILE,
   checkpointName,
   EMPTY_SHA256,
   encodeBatch,
@@ -37,7 +39,8 @@ import {
 } from "./format.js";
 import { keyBundle } from "./keys.js";
 import { proofFor, type InclusionProof } from "./proof.js";
-import { HASH_SIZE, leafHash, rootFromLeafHashes } from "./merkle.js";
+import { leafHash, MerkleFrontier, rootFromLeafHashes } from "./merkle.js";
+import { parseCheckpoint } from "./verify.js";
 import { DirectoryWorm, type WormStore } from "./worm.js";
 
 export interface SealerOptions {
@@ -96,10 +99,10 @@ export class Sealer implements Service {
   private signer: Signer;
   private bundle: ReturnType<typeof keyBundle>;
   private tip: Tip | undefined;
-  /** Leaf hashes of every manifest so far, for checkpoints. */
-  private manifestLeaves: Buffer[] = [];
-  /** Batch files not yet removed by retention, oldest first. */
-  private live: { end: number; name: string }[] = [];
+  /** The tree of manifests so far, for checkpoints. */
+  private frontier = MerkleFrontier.empty();
+  /** Batch files not yet removed by retention, oldest first, with the interval end once looked up. */
+  private live: { name: string; end?: number }[] = [];
   private pending = new Map<number, JournalRecord[]>();
   private readPos = 0;
   private retention: string | undefined;
@@ -138,16 +141,26 @@ export class Sealer implements Service {
     if (this.started) return;
     await this.worm.put(this.bundle.name, this.bundle.bytes);
     const names = (await this.worm.list("manifests/")).filter((n) => MANIFEST_FILE.test(n));
-    const live: { end: number; name: string }[] = [];
-    for (const [i, name] of names.entries()) {
-      const bytes = (await this.worm.get(name))!;
-      const m = JSON.parse(bytes.toString("utf8")) as Manifest;
-      if (m.seq !== i) throw new Error(`sealer: ${name} holds manifest ${m.seq}, expected ${i}: the WORM directory is damaged, run viw verify-logs`);
-      this.manifestLeaves.push(leafHash(bytes));
-      if (m.batch) live.push({ end: Date.parse(m.end), name: m.batch });
-      this.tip = { seq: m.seq, end: Date.parse(m.end), hash: sha256(bytes), keyId: m.key_id, journalThrough: m.journal_through };
+    const damaged = (what: string) => new Error(`sealer: ${what}: the WORM directory is damaged, run viw verify-logs`);
+    names.forEach((name, i) => {
+      if (name !== manifestName(i)) throw damaged(`${manifestName(i)} is missing (next is ${name})`);
+    });
+    // Resume the tree of manifests from the newest checkpoint that carries its frontier, then the manifests after it.
+    const frontier = await this.resumeFrontier(names.length);
+    for (let seq = Math.max(0, frontier.size - 1); seq < names.length; seq++) {
+      const bytes = (await this.worm.get(names[seq]!))!;
+      let m: Manifest;
+      try {
+        m = JSON.parse(bytes.toString("utf8")) as Manifest;
+      } catch {
+        throw damaged(`${names[seq]} is not JSON`);
+      }
+      if (m.seq !== seq) throw damaged(`${names[seq]} holds manifest ${m.seq}`);
+      if (seq >= frontier.size) frontier.append(leafHash(bytes));
+      this.tip = { seq, end: Date.parse(m.end), hash: sha256(bytes), keyId: m.key_id, journalThrough: m.journal_through };
     }
-    this.live = live;
+    this.frontier = frontier;
+    this.live = (await this.worm.list("batches/")).map((name) => ({ name }));
     if (!this.tip) this.genesis = intervalStart(this.now(), this.interval);
     this.readPos = this.options.journal.cursor(this.consumer);
     this.started = true;
@@ -305,10 +318,10 @@ export class Sealer implements Service {
     };
     const { bytes } = await signDocument<Manifest>(unsigned, signer);
     await this.worm.put(manifestName(seq), bytes, { retainUntil: this.retainUntil(end) });
-    this.manifestLeaves.push(leafHash(bytes));
+    this.frontier.append(leafHash(bytes));
     this.tip = { seq, end, hash: sha256(bytes), keyId: signer.keyId, journalThrough: this.readPos };
     this.recordedCutoff = expire;
-    if (batch) this.live.push({ end, name: batch });
+    if (batch) this.live.push({ name: batch, end });
     if ((seq + 1) % this.checkpointEvery === 0) await this.checkpoint();
   }
 
@@ -322,13 +335,15 @@ export class Sealer implements Service {
   private async checkpoint(): Promise<void> {
     const tip = this.tip!;
     const size = tip.seq + 1;
+    if (this.frontier.size !== size) throw new Error(`sealer: manifest tree has ${this.frontier.size} leaves at manifest ${tip.seq}`);
     if (await this.worm.get(checkpointName(size))) return;
     const signer = this.signer;
     const unsigned: Omit<Checkpoint, "signature"> = {
       format: FORMAT,
       kind: "checkpoint",
       size,
-      root: rootFromLeafHashes(Buffer.concat(this.manifestLeaves.slice(0, size), size * HASH_SIZE)).toString("hex"),
+      root: this.frontier.root().toString("hex"),
+      frontier: this.frontier.toHex(),
       last: tip.hash,
       end: new Date(tip.end).toISOString(),
       key_id: signer.keyId,
@@ -343,10 +358,37 @@ export class Sealer implements Service {
   private async expire(): Promise<void> {
     const cutoff = this.recordedCutoff;
     if (cutoff === undefined) return;
-    while (this.live.length > 0 && this.live[0]!.end <= cutoff) {
-      await this.worm.remove(this.live[0]!.name);
+    while (this.live.length > 0) {
+      const head = this.live[0]!;
+      if (head.end === undefined) {
+        // A batch from before the restart: its manifest says when its interval ended.
+        const seq = Number(BATCH_FILE.exec(head.name)?.[1] ?? NaN);
+        const bytes = Number.isFinite(seq) && this.tip && seq <= this.tip.seq ? await this.worm.get(manifestName(seq)) : undefined;
+        if (!bytes) return; // not sealed (a crash leftover beyond the tip): never removed here
+        head.end = Date.parse((JSON.parse(bytes.toString("utf8")) as Manifest).end);
+      }
+      if (head.end > cutoff) return;
+      await this.worm.remove(head.name);
       this.live.shift();
     }
+  }
+
+  /** The manifest tree as of the newest usable checkpoint (its frontier matches its root and its last manifest), else empty. */
+  private async resumeFrontier(manifests: number): Promise<MerkleFrontier> {
+    const names = (await this.worm.list("checkpoints/")).filter((n) => CHECKPOINT_FILE.test(n));
+    for (let i = names.length - 1; i >= 0; i--) {
+      const cp = parseCheckpoint((await this.worm.get(names[i]!))!);
+      if (typeof cp === "string" || !cp.frontier || cp.size > manifests) continue;
+      let f: MerkleFrontier;
+      try {
+        f = MerkleFrontier.fromHex(cp.size, cp.frontier);
+      } catch {
+        continue;
+      }
+      const last = await this.worm.get(manifestName(cp.size - 1));
+      if (f.root().toString("hex") === cp.root && last && sha256(last) === cp.last) return f;
+    }
+    return MerkleFrontier.empty();
   }
 
   async prepare(next: DesiredState): Promise<Prepared> {

@@ -17,7 +17,7 @@ import {
   type Manifest,
 } from "./format.js";
 import { loadStoredKeys, pemCertificates, validatePath, type StoredKey } from "./keys.js";
-import { HASH_SIZE, leafHash, rootFromLeafHashes } from "./merkle.js";
+import { HASH_SIZE, leafHash, MerkleFrontier, rootFromLeafHashes } from "./merkle.js";
 import { DirectoryWorm, type WormStore } from "./worm.js";
 
 export type ProblemKind =
@@ -292,6 +292,18 @@ export async function verifyChain(options: VerifyOptions): Promise<VerifyReport>
     if (kp) {
       report(kp);
       return false;
+    }
+    if (cp.frontier !== undefined) {
+      let ok = false;
+      try {
+        ok = MerkleFrontier.fromHex(cp.size, cp.frontier).root().toString("hex") === cp.root;
+      } catch {
+        ok = false;
+      }
+      if (!ok) {
+        report({ kind: "malformed", seq: null, object, message: "the checkpoint's frontier does not give its root" });
+        return false;
+      }
     }
     if (cp.size > expected) {
       report({

@@ -13,6 +13,7 @@ import {
   leafHash,
   leafHashes,
   leafHashesInPlace,
+  MerkleFrontier,
   merkleRoot,
   native,
   rootFromLeafHashes,
@@ -114,6 +115,23 @@ describe("RFC 9162 Merkle tree", () => {
     }
     expect(leafHashesInPlace(text, starts, ends).equals(leafHashes(records.map((r) => Buffer.from(r))))).toBe(true);
     expect(text.equals(before)).toBe(true);
+  });
+
+  it("a frontier grown leaf by leaf, and one restored from its hex, has the RFC root at every size", () => {
+    const f = MerkleFrontier.empty();
+    expect(f.root().toString("hex")).toBe(ROOTS[0]);
+    for (let n = 1; n <= 8; n++) {
+      f.append(leafHash(LEAVES[n - 1]!));
+      expect(f.root().toString("hex"), `size ${n}`).toBe(ROOTS[n]);
+      expect(MerkleFrontier.fromHex(n, f.toHex()).root().toString("hex")).toBe(ROOTS[n]);
+    }
+    const many = Array.from({ length: 1000 }, (_, i) => Buffer.from(String(i)));
+    const g = MerkleFrontier.empty();
+    many.forEach((r, i) => {
+      g.append(leafHash(r));
+      if ([1, 2, 3, 63, 64, 65, 511, 999].includes(i)) expect(g.root().equals(merkleRoot(many.slice(0, i + 1)))).toBe(true);
+    });
+    expect(() => MerkleFrontier.fromHex(3, [ROOTS[1]!])).toThrow(/not a Merkle frontier/);
   });
 
   it("every inclusion and consistency proof of random trees verifies (property)", () => {
