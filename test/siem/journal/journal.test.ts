@@ -124,7 +124,7 @@ describe("journal", () => {
     const c = consume(journal, "c", () => {
       calls++;
       throw new Error("down");
-    }, { retryMs: 400, onError: (e) => errors.push(e) });
+    }, { retryMs: 5000, onError: (e) => errors.push(e) });
     await journal.append([ev(1)]);
     await new Promise((r) => setTimeout(r, 50));
     for (let i = 2; i < 10; i++) await journal.append([ev(i)]);
