@@ -1,5 +1,6 @@
 /** `viw run`: parses the daemon's options (flags or VIW_* environment) and runs it until SIGTERM. */
 import { parseArgs } from "node:util";
+import { isDuration } from "../config/index.js";
 import { createDaemon, LISTENER_NAMES, type DaemonOptions, type ListenerName } from "../daemon.js";
 import { UsageError } from "./main.js";
 
@@ -70,6 +71,8 @@ export function parseRunArgs(argv: string[], env: NodeJS.ProcessEnv = process.en
     listen[name] = addr;
   }
   const poll = values["poll-interval"] ?? env.VIW_POLL_INTERVAL;
+  const seal = values["seal-interval"] ?? env.VIW_SEAL_INTERVAL;
+  if (seal !== undefined && !isDuration(seal)) throw new UsageError(`--seal-interval ${seal}: expected a duration like 60s, 5m or 1h`);
   return {
     repo: gitUrl ? undefined : (repo ?? "."),
     gitUrl,
@@ -79,7 +82,7 @@ export function parseRunArgs(argv: string[], env: NodeJS.ProcessEnv = process.en
     dev,
     allowRollback: values["allow-rollback"] ?? bool(env.VIW_ALLOW_ROLLBACK),
     listen,
-    sealInterval: values["seal-interval"] ?? env.VIW_SEAL_INTERVAL,
+    sealInterval: seal,
     store: store as DaemonOptions["store"],
     elasticsearchUrl: esUrl,
     pollIntervalMs: poll ? parseMs("--poll-interval", poll) : undefined,

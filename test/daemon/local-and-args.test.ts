@@ -79,5 +79,6 @@ describe("viw run options", () => {
     expect(() => parseListen("admin=127.0.0.1:99999")).toThrow(/out of range/);
     expect(() => parseListen("admin")).toThrow(UsageError);
     expect(() => parseRunArgs(["--dev", "--bogus"], {})).toThrow(UsageError);
+    expect(() => parseRunArgs(["--dev", "--seal-interval", "soon"], {})).toThrow(/--seal-interval soon/);
   });
 });
