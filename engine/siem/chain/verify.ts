@@ -169,9 +169,12 @@ export async function verifyChain(options: VerifyOptions): Promise<VerifyReport>
     return false;
   });
   const loaded: Loaded[] = [];
-  for (const name of names) {
+  // Manifests are small: read them 64 at a time so a long chain is not one file round trip after another.
+  const contents: (Buffer | undefined)[] = [];
+  for (let i = 0; i < names.length; i += 64) contents.push(...(await Promise.all(names.slice(i, i + 64).map((n) => worm.get(n)))));
+  for (const [i, name] of names.entries()) {
     const seq = Number(MANIFEST_FILE.exec(name)![1]);
-    const bytes = (await worm.get(name)) ?? Buffer.alloc(0);
+    const bytes = contents[i] ?? Buffer.alloc(0);
     const item: Loaded = { name, seq, bytes, hash: sha256(bytes) };
     const parsed = parseManifest(bytes);
     if (typeof parsed === "string") report({ kind: "malformed", seq, object: name, message: parsed });
