@@ -42,6 +42,22 @@ describe("a new revision changes what the next request may get, without restart"
     expect(Date.parse(ok.body.not_after) - Date.parse(ok.body.not_before)).toBe(45 * 86400_000);
   });
 
+  it("switches an issuer's OCSP responder to issuer-signed in a new revision; openssl verifies it", async () => {
+    const f = join(repo, "profiles/issuers/int-vpn.yaml");
+    writeFileSync(f, readFileSync(f, "utf8").replace("responder: delegated", "responder: issuer"));
+    const next = await loadState(repo);
+    (await p.svc.prepare(next, p.state)).commit();
+    const { csr } = makeCsr(p.dir, "vpn-ocsp", "/CN=ovpn.b.viworks.example");
+    const r = await api(p, "POST", "/v1/certs/issue/server", { profile: "vpn-server", csr });
+    expect(r.status).toBe(201);
+    const leaf = join(p.dir, "vpn-ocsp.crt");
+    writeFileSync(leaf, r.body.certificate);
+    const o = await run("openssl", ["ocsp", "-issuer", join(p.data, "pki/certs/int-vpn.crt"), "-cert", leaf, "-url", `${p.pki}/ocsp`, "-CAfile", p.files.root, "-resp_text"]);
+    expect(o.stdout + o.stderr).toMatch(/Response verify OK/);
+    expect(o.stdout).toMatch(/vpn-ocsp.crt: good/);
+    expect(o.stdout).not.toMatch(/OCSP Signing/); // no delegated certificate in the response
+  });
+
   it("refuses a revision whose issuer key is missing, naming the issuer file, and keeps serving the old one", async () => {
     const keyFile = join(p.data, "keys/int-vpn.key");
     renameSync(keyFile, keyFile + ".away");
