@@ -42,24 +42,35 @@ export interface ProofLookup {
  */
 export async function proofFor(wormOrDir: string | WormStore, eventId: string, lookup: ProofLookup = {}): Promise<InclusionProof | undefined> {
   const worm = typeof wormOrDir === "string" ? new DirectoryWorm(wormOrDir) : wormOrDir;
-  const names = (await worm.list("manifests/")).filter((n) => MANIFEST_FILE.test(n)).reverse();
+  const names = (await worm.list("manifests/")).filter((n) => MANIFEST_FILE.test(n));
   const near = lookup.near ? Date.parse(lookup.near) : NaN;
+  const tried = new Set<string>();
   if (Number.isFinite(near)) {
-    // The event's own interval first, then later ones (late events go to the first unsealed batch).
-    const from = intervalStart(near, lookup.interval ?? 60_000);
-    const manifests: { name: string; m: Manifest }[] = [];
-    for (const name of names) {
-      const m = await readManifest(worm, name);
-      if (!m) continue;
-      if (Date.parse(m.end) <= from) break;
-      manifests.unshift({ name, m });
+    // Manifests are in time order: binary search for the event's interval, then look a little
+    // further (an event that arrived after its interval was sealed is in the next open batch).
+    const interval = lookup.interval ?? 60_000;
+    const from = intervalStart(near, interval);
+    let lo = 0;
+    let hi = names.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      const m = await readManifest(worm, names[mid]!);
+      if (m && Date.parse(m.end) <= from) lo = mid + 1;
+      else hi = mid;
     }
-    for (const { m } of manifests) {
+    const until = from + Math.max(10 * interval, 3_600_000);
+    for (let i = lo; i < names.length; i++) {
+      const m = await readManifest(worm, names[i]!);
+      if (!m) continue;
+      if (Date.parse(m.start) > until) break;
+      tried.add(names[i]!);
       const p = await searchBatch(worm, m, eventId);
       if (p) return p;
     }
   }
+  names.reverse();
   for (const name of names) {
+    if (tried.has(name)) continue;
     const m = await readManifest(worm, name);
     if (!m) continue;
     const p = await searchBatch(worm, m, eventId);

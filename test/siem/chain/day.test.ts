@@ -5,7 +5,7 @@
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { expect, it } from "vitest";
-import { createSealer, verifyChain } from "../../../engine/siem/chain/index.js";
+import { checkProof, createSealer, proofFor, verifyChain } from "../../../engine/siem/chain/index.js";
 import { Clock, event, journalIn, logKey, makeCa, tempDir } from "./helpers.js";
 
 it("1,440 one-minute manifests (a day) seal and verify", async () => {
@@ -41,6 +41,14 @@ it("1,440 one-minute manifests (a day) seal and verify", async () => {
   expect(r).toMatchObject({ ok: true, manifests: 1440, batches: 1380, events: events.length, checkpoints: { stored: 24, verified: 24 } });
   expect(r.from).toBe(new Date(t0).toISOString());
   expect(r.to).toBe(new Date(t0 + 1440 * MINUTE).toISOString());
+  // an inclusion proof for an event of the morning, found by its received_at without scanning the day
+  const target = events[1000]!;
+  const t1 = performance.now();
+  const proof = await proofFor(worm, target.event_id, { near: target.received_at, interval: MINUTE });
+  const lookupMs = performance.now() - t1;
+  expect(proof).toMatchObject({ event_id: target.event_id, seq: Math.floor((Date.parse(target.received_at) - t0) / MINUTE) });
+  expect(await checkProof(proof!, { ca: ca.caPem, worm })).toMatchObject({ ok: true, in_chain: true });
+  console.log(`proof lookup with near: ${lookupMs.toFixed(0)} ms`);
   console.log(`verified a day (1,440 manifests, ${events.length} events) in ${ms.toFixed(0)} ms`);
   rmSync(dir, { recursive: true, force: true });
   rmSync(ca.dir, { recursive: true, force: true });
