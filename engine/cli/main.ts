@@ -47,8 +47,8 @@ export async function runCli(argv: string[]): Promise<number> {
   return mod.main(rest);
 }
 
-/** A usage error: printed with the usage line, exit 2. */
-export class UsageError extends Error {}
+export { UsageError } from "./args.js";
+import { UsageError } from "./args.js";
 
 function invokedDirectly(): boolean {
   // npm links the bin through node_modules/.bin, so compare real paths.

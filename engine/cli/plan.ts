@@ -1,31 +1,18 @@
-import { parseArgs } from "node:util";
 import { resolve } from "node:path";
 import { loadSnapshot, planChanges, readDirSnapshot, readGitSnapshot } from "../config/index.js";
 import type { Change, LoadResult, Plan } from "../config/index.js";
-import { UsageError } from "./main.js";
+import { oneOf, parseOptions, UsageError } from "./args.js";
 import { formatDiagnostic } from "./validate.js";
 
 const USAGE = "usage: viw plan [--repo DIR] [--from REV] [--to REV] [--format text|json|markdown]";
 
 export async function main(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        repo: { type: "string", default: "." },
-        from: { type: "string" },
-        to: { type: "string" },
-        format: { type: "string", default: "text" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n${USAGE}`);
-  }
-  const format = values.format;
-  if (format !== "text" && format !== "json" && format !== "markdown") throw new UsageError(`--format must be text, json or markdown, not ${format}`);
+  const { values } = parseOptions(
+    argv,
+    { repo: { type: "string", default: "." }, from: { type: "string" }, to: { type: "string" }, format: { type: "string", default: "text" } },
+    USAGE,
+  );
+  const format = oneOf("format", values.format, ["text", "json", "markdown"]);
   const repo = resolve(values.repo);
   // DESIGN §3: by default the last commit's parent against the working tree.
   const fromRev = values.from ?? "HEAD~1";

@@ -1,28 +1,17 @@
-import { parseArgs } from "node:util";
 import { resolve } from "node:path";
 import { loadSnapshot, readDirSnapshot } from "../config/index.js";
 import type { Diagnostic } from "../config/index.js";
-import { UsageError } from "./main.js";
+import { oneOf, parseOptions } from "./args.js";
 
 export function formatDiagnostic(d: Pick<Diagnostic, "file" | "line" | "col" | "message">): string {
   return `${d.file}:${d.line}:${d.col}: error: ${d.message}`;
 }
 
 export async function main(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: { repo: { type: "string", default: "." }, format: { type: "string", default: "text" } },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\nusage: viw validate [--repo DIR] [--format text|json]`);
-  }
-  if (values.format !== "text" && values.format !== "json") throw new UsageError(`--format must be text or json, not ${values.format}`);
+  const { values } = parseOptions(argv, { repo: { type: "string", default: "." }, format: { type: "string", default: "text" } }, "usage: viw validate [--repo DIR] [--format text|json]");
+  const format = oneOf("format", values.format, ["text", "json"]);
   const result = loadSnapshot(await readDirSnapshot(resolve(values.repo)));
-  if (values.format === "json") {
+  if (format === "json") {
     const errors = result.errors.map((e) => ({ file: e.file, line: e.line, col: e.col, message: e.message, kind: e.kind ?? null, id: e.id ?? null }));
     process.stdout.write(JSON.stringify({ valid: result.errors.length === 0, errors }, null, 2) + "\n");
   } else if (result.errors.length) {
