@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { Server as HttpsServer } from "node:https";
 import type { Socket } from "node:net";
-import type { Server as TlsServer, TLSSocket } from "node:tls";
+import { DEFAULT_MAX_VERSION, DEFAULT_MIN_VERSION, type Server as TlsServer, type TLSSocket } from "node:tls";
 import type { X509Certificate } from "node:crypto";
 import type { Journal } from "../siem/journal/index.js";
 import { readClientHello, versionName, type ClientHello } from "./clienthello.js";
@@ -98,16 +98,27 @@ interface Session {
 }
 
 type AnyServer = TlsServer | HttpsServer;
+const AUDITED = Symbol("viw.tlsAudit");
+/** Session ids: a random per-process prefix and a counter (unique without a CSPRNG call per connection). */
+const BOOT = randomBytes(8).toString("hex");
+let sessionCounter = 0;
 type Listener = (...args: unknown[]) => void;
 
 export function auditTlsServer(server: AnyServer, opts: TlsAuditOptions): TlsAudit {
   assertListenerName(opts.listener);
+  if (opts.idleTimeoutMs !== undefined && !(opts.idleTimeoutMs > 0)) {
+    throw new Error(`listener ${opts.listener}: idleTimeoutMs must be a positive number of milliseconds, got ${opts.idleTimeoutMs}`);
+  }
   const { audit, listener, component } = opts;
   const journal = opts.journal;
-  const srv = server as TlsServer & { requestCert?: boolean; rejectUnauthorized?: boolean; emit: (ev: string | symbol, ...a: unknown[]) => boolean };
+  const srv = server as TlsServer & { requestCert?: boolean; rejectUnauthorized?: boolean; minVersion?: string; maxVersion?: string; emit: (ev: string | symbol, ...a: unknown[]) => boolean };
   const sessions = new WeakMap<Socket, Session>();
   const live = new Set<Session>();
   let shuttingDown = false;
+
+  const marked = srv as unknown as Record<symbol, boolean>;
+  if (marked[AUDITED]) throw new Error(`listener ${listener}: this server already has a TLS session audit attached`);
+  marked[AUDITED] = true;
 
   const enforce = srv.requestCert === true && srv.rejectUnauthorized !== false;
   if (enforce) srv.rejectUnauthorized = false;
@@ -116,7 +127,7 @@ export function auditTlsServer(server: AnyServer, opts: TlsAuditOptions): TlsAud
     let s = sessions.get(raw);
     if (!s) {
       s = {
-        id: randomBytes(12).toString("hex"),
+        id: `${BOOT}${(++sessionCounter).toString(16).padStart(8, "0")}`,
         raw,
         srcIp: plainIp(raw.remoteAddress),
         srcPort: raw.remotePort,
@@ -279,7 +290,7 @@ export function auditTlsServer(server: AnyServer, opts: TlsAuditOptions): TlsAud
     s.sock ??= sock;
     if (s.done) return;
     if (shuttingDown) return recordFailure(s, { code: "server_shutdown", info: "server shut down during the handshake" });
-    recordFailure(s, handshakeFailure(err, sock, s.hello));
+    recordFailure(s, handshakeFailure(err, sock, s.hello, acceptedVersions(srv)));
   };
   srv.on("tlsClientError", onTlsClientError as Listener);
 
@@ -335,7 +346,6 @@ export function auditTlsServer(server: AnyServer, opts: TlsAuditOptions): TlsAud
   let sweeper: NodeJS.Timeout | undefined;
   const idleMs = opts.idleTimeoutMs;
   if (idleMs !== undefined) {
-    if (!(idleMs > 0)) throw new Error(`idleTimeoutMs must be a positive number of milliseconds, got ${idleMs}`);
     sweeper = setInterval(() => {
       const now = Date.now();
       for (const s of live) {
@@ -380,8 +390,16 @@ export function auditTlsServer(server: AnyServer, opts: TlsAuditOptions): TlsAud
       srv.removeListener("connection", onConnection as Listener);
       if (opts.ja3 !== false) for (const l of originals) srv.on("connection", l);
       if (enforce) srv.rejectUnauthorized = true;
+      delete marked[AUDITED];
     },
   };
+}
+
+/** "TLSv1.3 only" or "TLSv1.2 to TLSv1.3", from the server's own settings (tls.Server keeps them as properties). */
+function acceptedVersions(srv: { minVersion?: string; maxVersion?: string }): string {
+  const min = srv.minVersion ?? DEFAULT_MIN_VERSION;
+  const max = srv.maxVersion ?? DEFAULT_MAX_VERSION;
+  return min === max || (min === "TLSv1.3" && max === DEFAULT_MAX_VERSION) ? `${min} only` : `${min} to ${max}`;
 }
 
 /** Why an established session ended (checked in this order). */
@@ -399,7 +417,7 @@ function terminationReason(s: Session, serverDown: boolean): Reason {
 }
 
 /** A failed handshake, from node's error (OpenSSL reason codes found by running openssl s_client against node). */
-export function handshakeFailure(err: NodeJS.ErrnoException, sock: TLSSocket | undefined, hello?: ClientHello): Reason {
+export function handshakeFailure(err: NodeJS.ErrnoException, sock: TLSSocket | undefined, hello?: ClientHello, accepted?: string): Reason {
   const code = err.code ?? "";
   const msg = (err as { reason?: string }).reason ?? err.message;
   const authErr = sock?.authorizationError ? String(sock.authorizationError) : "";
@@ -411,7 +429,8 @@ export function handshakeFailure(err: NodeJS.ErrnoException, sock: TLSSocket | u
     case "ERR_SSL_VERSION_TOO_LOW":
     case "ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION": {
       const offered = hello?.offered.map(versionName) ?? (sock?.getProtocol() ? [sock.getProtocol()!] : []);
-      return { code: "protocol_version", info: `protocol version not allowed${offered.length ? `: client offered ${offered.join(", ")}` : ""}` };
+      const why = [offered.length ? `client offered ${offered.join(", ")}` : "", accepted ? `listener accepts ${accepted}` : ""].filter(Boolean).join("; ");
+      return { code: "protocol_version", info: `protocol version not allowed${why ? `: ${why}` : ""}` };
     }
     case "ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE":
     case "ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED":

@@ -79,7 +79,7 @@ describe("an operator reproduces refused handshakes against an audited TLS 1.3-o
   it("VIW_TLS_MAX_VERSION=TLSv1.2 → refused, audited as protocol version", async () => {
     expect(await get({})).toBe("HTTP 200");
     expect(await get({ VIW_TLS_MAX_VERSION: "TLSv1.2" })).toMatch(/^(EPROTO|ERR_SSL_)/);
-    expect((await lastFailure()).Info).toBe("protocol version not allowed: client offered TLSv1.2");
+    expect((await lastFailure()).Info).toBe("protocol version not allowed: client offered TLSv1.2; listener accepts TLSv1.3 only");
   });
 
   it("VIW_TLS_CIPHERSUITES=TLS_CHACHA20_POLY1305_SHA256 → refused, audited as no shared cipher", async () => {

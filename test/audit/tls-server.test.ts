@@ -28,7 +28,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function echoServer(opts: { ja3?: boolean } = {}) {
+async function echoServer(opts: { ja3?: boolean; idleTimeoutMs?: number } = {}) {
   const seen: string[] = [];
   const server = tls.createServer(
     { key: read(pki.serverKey), cert: read(pki.serverCert), ca: read(pki.ca), requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2" },
@@ -38,7 +38,7 @@ async function echoServer(opts: { ja3?: boolean } = {}) {
       sock.on("error", () => {});
     },
   );
-  const hook = auditTlsServer(server, { listener: "syslog", audit, component: "siem", ja3: opts.ja3 });
+  const hook = auditTlsServer(server, { listener: "syslog", audit, component: "siem", ja3: opts.ja3, idleTimeoutMs: opts.idleTimeoutMs });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   return { server, hook, seen, port: (server.address() as AddressInfo).port };
 }
@@ -81,6 +81,34 @@ describe("auditTlsServer on a plain tls.Server", () => {
     expect(last.map((e) => e.action)).toEqual(["tls_session_establish", "tls_session_terminate"]);
     expect(last[0]!.tls_ja3).toBeUndefined();
     server.close();
+  });
+
+  it("the idle timeout spares a session that keeps moving bytes, and closes it once it stops", async () => {
+    const { server, port } = await echoServer({ idleTimeoutMs: 400 });
+    const mark = lines().length;
+    const sock = tls.connect({ host: "127.0.0.1", port, ca: read(pki.ca), cert: read(pki.clients.good.cert), key: read(pki.clients.good.key), servername: "localhost" });
+    sock.on("error", () => {});
+    sock.resume();
+    await new Promise((r) => sock.once("secureConnect", r));
+    for (let i = 0; i < 12; i++) {
+      sock.write("<14>tick\n");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(lines().slice(mark).map((l) => l.fields[0]![1])).toEqual(["ACCESS_SESSION_ESTABLISH_SUCCESS"]);
+    const stopped = Date.now();
+    const end = await waitFor(() => lines().slice(mark).find((l) => l.fields[0]![1] === "ACCESS_SESSION_TERMINATED"), "idle termination");
+    expect(Date.now() - stopped).toBeGreaterThanOrEqual(300);
+    expect(Object.fromEntries(end.fields).Info).toBe("idle timeout");
+    sock.destroy();
+    server.close();
+  });
+
+  it("refuses a second audit on the same server", async () => {
+    const server = tls.createServer({});
+    const hook = auditTlsServer(server, { listener: "syslog", audit, component: "siem" });
+    expect(() => auditTlsServer(server, { listener: "syslog", audit, component: "siem" })).toThrow("listener syslog: this server already has a TLS session audit attached");
+    hook.detach();
+    auditTlsServer(server, { listener: "syslog", audit, component: "siem" }).detach();
   });
 
   it("refuses a bad listener name or idle timeout at attach", async () => {

@@ -117,7 +117,7 @@ describe("ACCESS_SESSION_ESTABLISH_FAILURE with the cause named", () => {
     const mark = fileLines().length;
     await sClient("-tls1_2");
     const { fields, line } = await nextLine(mark, "ACCESS_SESSION_ESTABLISH_FAILURE");
-    expectFailure(fields, "", /^protocol version not allowed: client offered TLSv1\.2$/);
+    expectFailure(fields, "", /^protocol version not allowed: client offered TLSv1\.2; listener accepts TLSv1\.3 only$/);
     const ev = await eventOf(line);
     expect(ev).toMatchObject({ component: "pki", action: "tls_session_establish", result: "failure", error_code: "protocol_version", src_ip: "127.0.0.1", dst_ip: "127.0.0.1", dst_port: port, severity: "high" });
     expect(ev.tls_ja3).toMatch(/^[0-9a-f]{32}$/);
