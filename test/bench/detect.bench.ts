@@ -9,6 +9,7 @@
  *
  *   npx vitest bench --run test/bench/detect.bench.ts
  */
+import { createHash } from "node:crypto";
 import { resolve } from "node:path";
 import v8 from "node:v8";
 import vm from "node:vm";
@@ -216,7 +217,7 @@ describe("distinct state memory", () => {
       for (let i = 0; i < 2_000_000; i++) {
         const ts = new Date(t0 + i).toISOString();
         // event ids as shippers send them (SHA-256 hex), so the kept ids weigh what they would in production
-        engine.process({ event_id: `${i.toString(16).padStart(64, "0")}`, timestamp: ts, received_at: ts, action: "otp_verify", user_id: `u-${i % 1_000_000}`, asn: 64500 + (i < 1_000_000 ? 0 : 1) });
+        engine.process({ event_id: createHash("sha256").update(String(i)).digest("hex"), timestamp: ts, received_at: ts, action: "otp_verify", user_id: `u-${i % 1_000_000}`, asn: 64500 + (i < 1_000_000 ? 0 : 1) });
       }
       gc();
       const after = process.memoryUsage().heapUsed;

@@ -36,6 +36,8 @@ export interface DetectorOptions {
    * rules fire on a quiet stream. Default 1 s.
    */
   quietMs?: number;
+  /** Events stamped further ahead of the wall clock are counted and not used. Default 5 minutes. */
+  maxFutureMs?: number;
   /** Records per batch. Default 1000. */
   batch?: number;
   /** Wall clock (ms). */
@@ -77,6 +79,7 @@ export class Detector implements Service {
     this.onError = opts.onError ?? (() => {});
     this.engine = new Engine([], {
       latenessMs: this.latenessMs,
+      maxFutureMs: opts.maxFutureMs ?? 5 * 60_000,
       now: this.now,
       onAlert: (a) => this.out.push({ index: ALERT_INDEX, event: a }),
       onNotice: (e) => this.out.push({ index: this.router?.route(e.action) ?? "viw-other", event: e }),
@@ -183,6 +186,7 @@ export class Detector implements Service {
       events: this.engine.events,
       late_events: this.engine.lateEvents,
       invalid_events: this.engine.invalidEvents,
+      future_events: this.engine.futureEvents,
       appended: this.appended,
       state: this.engine.stats(),
     };

@@ -53,6 +53,12 @@ export interface EngineOptions {
   /** Wall clock for `received_at` of alerts (ms). */
   now?: () => number;
   onAlert: (alert: AlertEvent) => void;
+  /**
+   * Events stamped further than this ahead of `now()` are not used (counted as
+   * future events): one skewed or forged timestamp would otherwise drag the
+   * watermark ahead and make every honest event late. Default: no check.
+   */
+  maxFutureMs?: number;
   /** Engine notices (a state limit hit). */
   onNotice?: (event: NormalizedEvent) => void;
 }
@@ -566,6 +572,7 @@ export class Engine implements Host {
   private anyAction: Runtime[] = [];
   private withWatermark: Runtime[] = [];
   private readonly latenessMs: number;
+  private readonly maxFutureMs: number;
   private readonly now: () => number;
   private readonly onAlert: (a: AlertEvent) => void;
   private readonly onNotice: (e: NormalizedEvent) => void;
@@ -575,9 +582,11 @@ export class Engine implements Host {
   events = 0;
   lateEvents = 0;
   invalidEvents = 0;
+  futureEvents = 0;
 
   constructor(rules: readonly CompiledRule[], opts: EngineOptions) {
     this.latenessMs = opts.latenessMs ?? DEFAULT_LATENESS_MS;
+    this.maxFutureMs = opts.maxFutureMs ?? Infinity;
     this.now = opts.now ?? Date.now;
     this.onAlert = opts.onAlert;
     this.onNotice = opts.onNotice ?? (() => {});
@@ -632,6 +641,10 @@ export class Engine implements Host {
     // The detector's own alerts come back through the journal: unless a rule asks for them they are not input at all
     // (neither counted nor moving time).
     if (list.length === 0 && action === "alert") return;
+    if (ts > this.maxTs && this.maxFutureMs !== Infinity && ts - this.now() > this.maxFutureMs) {
+      this.futureEvents++;
+      return;
+    }
     this.events++;
     const late = ts < this.wm;
     if (late) this.lateEvents++;

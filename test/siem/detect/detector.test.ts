@@ -134,3 +134,25 @@ describe("Detector.prepare", () => {
     });
   });
 });
+
+describe("Detector input it cannot trust", () => {
+  it("a timestamp far in the future is counted, not used: it cannot make honest events late", async () => {
+    const j = tempJournal();
+    const d = await started(j, [burst]);
+    const now = Date.now();
+    const login = (t: number, id: string) => ({ index: "viw-auth", event: { event_id: id, timestamp: new Date(t).toISOString(), received_at: new Date(now).toISOString(), action: "login", user_id: "u" } });
+    await j.append([login(now + 365 * 86_400_000, "future"), login(now - 2000, "a"), login(now - 1000, "b"), login(now, "c")]);
+    await d.idle();
+    expect(d.status()).toMatchObject({ future_events: 1, late_events: 0 });
+    expect(alertsIn(j).map((a) => a.alert.events)).toEqual([["a", "b", "c"]]);
+  });
+
+  it("events without a usable timestamp are counted as invalid and skipped", async () => {
+    const j = tempJournal();
+    const d = await started(j, [burst]);
+    await j.append([{ index: "viw-auth", event: { event_id: "x", timestamp: "yesterday", received_at: "", action: "login", user_id: "u" } }]);
+    await d.idle();
+    expect(d.status()).toMatchObject({ invalid_events: 1, events: 0 });
+    expect(j.cursor("detector")).toBe(1);
+  });
+});
