@@ -68,6 +68,7 @@ export class Detector implements Service {
   private lastEventTime = -Infinity;
   private flushing: Promise<void> = Promise.resolve();
   private appended = 0;
+  private processedSeq = -1;
 
   constructor(opts: DetectorOptions) {
     this.journal = opts.journal;
@@ -123,7 +124,13 @@ export class Detector implements Service {
   }
 
   private async handle(records: JournalRecord[]): Promise<void> {
-    for (const r of records) this.engine.process(r.event);
+    // A batch is retried when appending its alerts failed: its events are already in the windows (not counted twice);
+    // only the kept alerts are appended again.
+    for (const r of records) {
+      if (r.seq <= this.processedSeq) continue;
+      this.engine.process(r.event);
+      this.processedSeq = r.seq;
+    }
     this.lastEventWall = this.now();
     this.lastEventTime = Math.max(this.lastEventTime, this.engine.lastEventTime);
     await this.flush();

@@ -156,3 +156,25 @@ describe("Detector input it cannot trust", () => {
     expect(j.cursor("detector")).toBe(1);
   });
 });
+
+describe("Detector when appending alerts fails", () => {
+  it("keeps the alerts, retries the batch without counting its events twice, and commits the cursor only after", async () => {
+    const j = tempJournal();
+    const real = j.append.bind(j);
+    let fail = 1;
+    j.append = (items) => {
+      if (items.some((x) => x.index === "viw-alerts") && fail-- > 0) return Promise.reject(new Error("disk full"));
+      return real(items);
+    };
+    const errors: unknown[] = [];
+    const d = await started(j, [{ ...burst, threshold: { count: 3 }, suppress: "0s" }], { onError: (e) => errors.push(e) });
+    const login = (t: number, id: string) => ({ index: "viw-auth", event: { ...ev(t, { action: "login", user_id: "u" }), event_id: id } });
+    await real([login(0, "a"), login(1000, "b"), login(2000, "c")]);
+    for (let i = 0; i < 100 && alertsIn(j).length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(errors.map((e) => (e as Error).message)).toEqual(["disk full"]);
+    // one alert: had the retried batch been counted again, a suppress-0 threshold of 3 would fire on every re-counted event
+    expect(alertsIn(j).map((a) => a.alert.events)).toEqual([["a", "b", "c"]]);
+    await d.idle();
+    expect(j.cursor("detector")).toBe(4);
+  }, 10_000);
+});
