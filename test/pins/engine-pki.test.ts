@@ -5,7 +5,7 @@
  * certificate renewed by keepRenewed from issueForEngine with zero failed
  * handshakes.
  */
-import { X509Certificate, type KeyObject } from "node:crypto";
+import { X509Certificate } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, request, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
@@ -83,7 +83,7 @@ describe("the engine's listener certificate renewed from its own CA", () => {
   it("keepRenewed + issueForEngine: the clock moves to near expiry, the listener swaps certificates, no handshake fails", async () => {
     const issue = engineCredential(p.svc, "engine-listener", { cn: "localhost", dns: ["localhost"], ip: ["127.0.0.1"] });
     const first = await issue();
-    const server: Server = createServer({ cert: first.cert, key: (first.key as KeyObject).export({ type: "pkcs8", format: "pem" }), minVersion: "TLSv1.3" }, (_q, s) => s.end("ok"));
+    const server: Server = createServer({ cert: first.cert, key: first.key as string, minVersion: "TLSv1.3" }, (_q, s) => s.end("ok"));
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
     const port = (server.address() as AddressInfo).port;
     const root = readFileSync(p.files.root, "utf8");

@@ -122,6 +122,28 @@ describe("pin-check telemetry from the journal", () => {
   });
 });
 
+describe("bad pin_check events", () => {
+  it("are skipped without counting or throwing: no pin, no set, a non-string pin, an unparseable time, an oversized value", () => {
+    const t = new PinTelemetry({ now: () => NOW });
+    t.setPinSets(new Map([["gateway", gateway("stable")]]));
+    const base = { event_id: "x", received_at: "2026-11-22T10:00:00Z", action: "pin_check", device_id: "d1" };
+    const bad: Record<string, unknown>[] = [
+      { ...base, timestamp: "2026-11-22T10:00:00Z" },
+      { ...base, timestamp: "2026-11-22T10:00:00Z", extra: { pin: A } },
+      { ...base, timestamp: "2026-11-22T10:00:00Z", extra: { pin: 42, pin_set: "gateway" } },
+      { ...base, timestamp: "yesterday", extra: { pin: A, pin_set: "gateway" } },
+      { ...base, timestamp: "2026-11-22T10:00:00Z", extra: { pin: "x".repeat(10_000), pin_set: "gateway" } },
+      { ...base, timestamp: "2026-11-22T10:00:00Z", extra: "not an object" },
+    ];
+    for (const e of bad) expect(() => t.observe(e as never)).not.toThrow();
+    const s = t.pinStatus("gateway")!;
+    expect(s.pins.reduce((n, p) => n + p.count, 0)).toBe(0);
+    expect(s.unknown_pins).toEqual([]);
+    expect(s.adoption).toMatchObject({ devices: 0, ratio: null });
+    expect(s.cutover_safe).toBe(false);
+  });
+});
+
 describe("GET /v1/pins/ID on the admin port", () => {
   it("answers the status, 404 with a message for an unknown set, and lists the sets", async () => {
     const t = new PinTelemetry({ now: () => NOW });

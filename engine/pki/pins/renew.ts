@@ -227,6 +227,7 @@ export function engineCredential(pki: EngineIssuer, profile: string, names: { cn
   return async () => {
     const k = generate();
     const out = await pki.issueForEngine(profile, k.publicKey, names);
-    return { cert: out.certificate + out.chain.slice(0, -1).join(""), key: k.privateKey };
+    // PEM, which every TLS API takes (node 20's tls options do not take a KeyObject).
+    return { cert: out.certificate + out.chain.slice(0, -1).join(""), key: k.privateKey.export({ type: "pkcs8", format: "pem" }) as string };
   };
 }
