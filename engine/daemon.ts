@@ -481,6 +481,7 @@ export class Daemon {
         const run = this.reconciler.trigger(`webhook (${check.forge})`);
         if ((req.query as Record<string, string>).wait === "true") {
           await run;
+          await this.reconciler.flushEvents();
           return reply.code(200).send({ accepted: true, status: this.status() });
         }
         return reply.code(202).send({ accepted: true });

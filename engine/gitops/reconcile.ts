@@ -162,6 +162,7 @@ export class Reconciler {
   async close(): Promise<void> {
     this.closed = true;
     await this.running;
+    await this.delivering;
     for (const w of this.readyWaiters.splice(0)) w.reject(new Error("closed before a revision was applied"));
   }
 
@@ -375,13 +376,28 @@ export class Reconciler {
     await this.emit(events);
   }
 
-  private async emit(events: ConfigEvent[]): Promise<void> {
-    if (!this.o.emit || events.length === 0) return;
-    try {
-      await this.o.emit(events);
-    } catch (err) {
-      this.o.logger.error({ err: (err as Error).message }, "config events could not be delivered");
-    }
+  /**
+   * Hands config events to the event flow without holding up the revision:
+   * they are journaled (durably, in order) while the next request is already
+   * served by the new revision.
+   */
+  private emit(events: ConfigEvent[]): Promise<void> {
+    if (!this.o.emit || events.length === 0) return Promise.resolve();
+    this.delivering = this.delivering.then(async () => {
+      try {
+        await this.o.emit!(events);
+      } catch (err) {
+        this.o.logger.error({ err: (err as Error).message }, "config events could not be delivered");
+      }
+    });
+    return Promise.resolve();
+  }
+
+  private delivering: Promise<void> = Promise.resolve();
+
+  /** Resolves once every config event handed over so far was delivered (drain). */
+  flushEvents(): Promise<void> {
+    return this.delivering;
   }
 
   /** Timeline entry: every applied revision, and each refusal once. */

@@ -96,7 +96,8 @@ export class RemoteGitSource implements Source {
   async poll(): Promise<string> {
     const ref = `refs/remotes/origin/${this.opts.branch}`;
     // One fetch for the branch and the approvals: a glob refspec does not fail when the remote has no notes yet.
-    const args = ["fetch", "--quiet", "--no-tags", "origin", `+refs/heads/${this.opts.branch}:${ref}`, `+${APPROVALS_REF}*:${APPROVALS_REF}*`];
+    // No FETCH_HEAD and no auto-maintenance: each is another process on the webhook → live path.
+    const args = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-auto-maintenance", "origin", `+refs/heads/${this.opts.branch}:${ref}`, `+${APPROVALS_REF}*:${APPROVALS_REF}*`];
     if (!this.fetched && (await git(this.gitDir, ["rev-parse", "--verify", "--quiet", ref])).code !== 0) {
       args.splice(2, 0, `--depth=${this.opts.depth ?? 50}`);
     }

@@ -5,8 +5,8 @@
  * Each iteration commits a signed change, then times POST /v1/webhook/git?wait=true,
  * which answers once the reconcile it caused is done; the daemon's status is
  * checked to have the new revision live (so the figure is webhook → live).
- * Meanwhile a load loop calls the issuance API (mTLS) and the PKI port (CRL)
- * and counts failed requests.
+ * During the 100 loaded reconciles, load loops call the issuance API (mTLS)
+ * and OCSP and CRL on the PKI port, and count failed requests.
  *
  *   npx vitest bench --run test/bench/reconcile.bench.ts
  *
@@ -64,13 +64,14 @@ async function rig(large: boolean): Promise<Rig> {
   return { world, data, daemon, admin: daemon.adminUrl, samples: [], failures: 0, failureCodes: [], timings: [], requests: 0 };
 }
 
-function startLoad(r: Rig): void {
+async function startLoad(r: Rig): Promise<void> {
   const ep = JSON.parse(readFileSync(join(r.data, "run", "endpoints.json"), "utf8"));
   const dir = r.data;
   execFileSync("openssl", ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", join(dir, "b.key"), "-subj", "/CN=api.viworks.example", "-addext", "subjectAltName=DNS:api.viworks.example", "-out", join(dir, "b.csr")], { stdio: "ignore" });
   const payload = JSON.stringify({ profile: "backend-api", csr: readFileSync(join(dir, "b.csr"), "utf8") });
   const tls = { ca: readFileSync(join(dir, "dev", "ca-chain.pem")), cert: readFileSync(join(dir, "dev", "backend-client.crt")), key: readFileSync(join(dir, "dev", "backend-client.key")) };
   const url = new URL(ep.issuance);
+  let lastBody = "";
   const issue = () =>
     new Promise<number>((resolve) => {
       const req = request({ host: url.hostname, port: url.port, path: "/v1/certs/issue/server", method: "POST", ...tls, headers: { "content-type": "application/json" } }, (res) => {
@@ -78,6 +79,7 @@ function startLoad(r: Rig): void {
         res.on("data", (c) => (text += c));
         res.on("end", () => {
           if (res.statusCode !== 201 && !r.firstError) r.firstError = `${res.statusCode} ${text.slice(0, 300)}`;
+          lastBody = text;
           resolve(res.statusCode ?? 0);
         });
       });
@@ -87,6 +89,13 @@ function startLoad(r: Rig): void {
       });
       req.end(payload);
     });
+  // An OCSP request (RFC 6960, GET form of RFC 5019) for a certificate issued now, made by openssl.
+  if ((await issue()) !== 201) throw new Error(`issuance failed: ${r.firstError}`);
+  const issued = JSON.parse(lastBody) as { certificate: string; chain: string[] };
+  writeFileSync(join(dir, "leaf.pem"), issued.certificate);
+  writeFileSync(join(dir, "issuer.pem"), issued.chain[0]!);
+  execFileSync("openssl", ["ocsp", "-issuer", join(dir, "issuer.pem"), "-cert", join(dir, "leaf.pem"), "-no_nonce", "-reqout", join(dir, "ocsp.der")], { stdio: "ignore" });
+  const ocspUrl = `${ep.pki}/ocsp/${encodeURIComponent(readFileSync(join(dir, "ocsp.der")).toString("base64"))}`;
   let stop = false;
   const loop = async (call: () => Promise<number>, ok: number) => {
     while (!stop) {
@@ -98,7 +107,13 @@ function startLoad(r: Rig): void {
       }
     }
   };
-  const loops = [loop(issue, 201), loop(async () => (await fetch(`${ep.pki}/crl/int-tls.crl`).catch((e: Error) => ((r.firstError ??= `crl: ${e.message} ${String((e as { cause?: unknown }).cause)}`), { status: 0 }))).status, 200)];
+  const get = (u: string, what: string) => async () => {
+    const res = await fetch(u).catch((e: Error) => ((r.firstError ??= `${what}: ${e.message} ${String((e as { cause?: unknown }).cause)}`), undefined));
+    if (!res) return 0;
+    await res.arrayBuffer();
+    return res.status;
+  };
+  const loops = [loop(issue, 201), loop(get(ocspUrl, "ocsp"), 200), loop(get(`${ep.pki}/crl/int-tls.crl`, "crl"), 200)];
   r.loadStop = async () => {
     stop = true;
     await Promise.all(loops);
@@ -133,7 +148,7 @@ function report(name: string, r: Rig): void {
   process.stdout.write(
     `\n[reconcile] ${name}: webhook → live in every service over ${r.samples.length} signed commits: p50 ${p50.toFixed(0)} ms, p99 ${p99.toFixed(0)} ms, max ${Math.max(...r.samples).toFixed(0)} ms` +
       ` | vs the 30 s poll interval (mean wait 15 s without the webhook): ${(15_000 / p50).toFixed(0)}× sooner` +
-      ` | load during the reconciles: ${r.requests} issuance + CRL requests, ${r.failures} failed${r.failures ? ` (statuses ${[...new Set(r.failureCodes)].join(",")}; first: ${r.firstError})` : ""}\n` +
+      ` | load during the reconciles: ${r.requests} issuance + OCSP + CRL requests, ${r.failures} failed${r.failures ? ` (statuses ${[...new Set(r.failureCodes)].join(",")}; first: ${r.firstError})` : ""}\n` +
       `[reconcile]   slowest sample's steps: ${JSON.stringify(r.timings[r.samples.indexOf(Math.max(...r.samples))])}\n` +
       `[reconcile]   median ms per step: ${Object.keys(r.timings[0] ?? {}).map((k) => `${k} ${pct(r.timings.map((t) => t[k] ?? 0), 50)}`).join(", ")}\n`,
   );
@@ -165,9 +180,9 @@ describe("reconcile latency", async () => {
     { iterations: 30, warmupIterations: 0, time: 0 },
   );
   bench(
-    "default repo: 100 reconciles under issuance + CRL load",
+    "default repo: 100 reconciles under issuance + OCSP + CRL load",
     async () => {
-      if (!small.loadStop) startLoad(small);
+      if (!small.loadStop) await startLoad(small);
       await once(small);
       if (small.samples.length === 100) {
         await small.loadStop?.();
@@ -177,11 +192,13 @@ describe("reconcile latency", async () => {
     { iterations: 100, warmupIterations: 0, time: 0 },
   );
 
-  const large = await rig(true);
-  rigs.push(large);
+  // Made at its first iteration, after the default-repo runs: config parses are cached per process, and a
+  // daemon follows one repo, so building both rigs up front would make the first large sample a cold parse.
+  let large: Rig | undefined;
   bench(
     "2,000 rules + 300 profiles: signed commit → webhook → live",
     async () => {
+      if (!large) rigs.push((large = await rig(true)));
       await once(large);
       if (large.samples.length === 10) report("large repo (2,000 rules, 300 profiles), idle", large);
     },

@@ -148,10 +148,12 @@ describe("Reconciler", () => {
     const events: Record<string, unknown>[] = [];
     rc = new Reconciler({ source, services: [a], timeline: await Timeline.open(data), logger: pino({ level: "silent" }), emit: (e) => void events.push(...e) });
     await rc.trigger("test");
+    await rc.flushEvents();
     expect(events.filter((e) => e.action === "policy_relaxation")).toEqual([]);
     edit(PROFILE, "default: 90d", "default: 120d");
     await rc.trigger("test");
     expect(rc.applied!.state.profiles.get("backend-api")!.validity.default).toBe("120d");
+    await rc.flushEvents();
     const relax = events.filter((e) => e.action === "policy_relaxation");
     expect(relax).toHaveLength(1);
     expect(relax[0]).toMatchObject({ severity: "critical", result: "success", policy_id: "profile/backend-api", error_msg: "longer validity" });
