@@ -63,6 +63,32 @@ describe("a local repository followed in place", () => {
   });
 });
 
+describe("an unreachable remote", () => {
+  it("keeps nothing applied, says why in status, and never logs the token", async () => {
+    const d = mkdtempSync(join(tmpdir(), "viw-unreach-"));
+    const lines: string[] = [];
+    const logger = pino({ level: "info" }, { write: (l: string) => void lines.push(l) });
+    process.env.VIW_GIT_TOKEN = "tok-SECRET-123";
+    try {
+      const daemon = createDaemon({ gitUrl: "https://user:pw-SECRET@127.0.0.1:1/cfg.git", branch: "main", data: d, trust: world.allowedSigners, capabilities: false, listen: { admin: { host: "127.0.0.1", port: 0 } }, logger });
+      await daemon.start();
+      for (let i = 0; i < 100 && !daemon.reconciler.lastAttempt; i++) await new Promise((r) => setTimeout(r, 50));
+      const s = (await (await fetch(`${daemon.adminUrl}/v1/status`)).json()) as any;
+      expect(s.applied).toBeNull();
+      expect(s.last_attempt).toMatchObject({ ok: false, stage: "fetch" });
+      expect(s.last_attempt.reason).toMatch(/fetch of git https:\/\/127\.0\.0\.1:1\/cfg\.git branch main failed/);
+      expect(s.source.description).toBe("git https://127.0.0.1:1/cfg.git branch main");
+      await daemon.stop();
+      const all = lines.join("") + JSON.stringify(s);
+      expect(all).not.toContain("SECRET");
+      expect(all).toContain("source update failed");
+    } finally {
+      delete process.env.VIW_GIT_TOKEN;
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("viw run options", () => {
   it("parses flags, repeatable listeners (port 0, IPv6) and VIW_* environment", () => {
     const o = parseRunArgs(["--git", "https://git.example/cfg.git", "--branch", "prod", "--trust", "/etc/viw/allowed", "--listen", "admin=127.0.0.1:0", "--listen", "issuance=[::1]:8444", "--seal-interval", "5s"], {});
