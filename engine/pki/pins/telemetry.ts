@@ -198,7 +198,22 @@ export class PinTelemetry {
     const start = at - parseDuration(window);
     const sc = this.counts.sets[id] ?? { pins: {}, devices: {} };
     const listed = new Set(set.pins.map((p) => p.sha256));
-    const devicesFor = (pin: string) => Object.values(sc.devices).filter((d) => (d.pins[pin] ?? 0) >= start && (d.pins[pin] ?? 0) <= at).length;
+    const backup = backupPins(set);
+    // One pass over the devices: per-pin distinct devices in the window, and backup adoption.
+    const perPin = new Map<string, number>();
+    let devices = 0;
+    let adopted = 0;
+    for (const id in sc.devices) {
+      const d = sc.devices[id]!;
+      if (d.seen < start) continue;
+      for (const pin in d.pins) {
+        const t = d.pins[pin]!;
+        if (t >= start && t <= at) perPin.set(pin, (perPin.get(pin) ?? 0) + 1);
+      }
+      if (d.seen > at + 60_000) continue;
+      devices++;
+      if (backup.some((b) => (d.pins[b] ?? -Infinity) >= start)) adopted++;
+    }
     const pins: PinCountView[] = set.pins.map((p) => {
       const c = sc.pins[p.sha256];
       const from = pinRetiredFrom(set, p.sha256)!;
@@ -211,21 +226,13 @@ export class PinTelemetry {
         count: c?.count ?? 0,
         by_phase: { ...(c?.byPhase ?? {}) } as Record<string, number>,
         client_versions: { ...(c?.versions ?? {}) },
-        devices: devicesFor(p.sha256),
+        devices: perPin.get(p.sha256) ?? 0,
         ...(c?.lastSeen ? { last_seen: new Date(c.lastSeen).toISOString() } : {}),
       };
     });
     const unknown = Object.entries(sc.pins)
       .filter(([pin]) => !listed.has(pin))
       .map(([pin, c]) => ({ sha256: pin, count: c.count, last_seen: new Date(c.lastSeen).toISOString() }));
-    const backup = backupPins(set);
-    let devices = 0;
-    let adopted = 0;
-    for (const d of Object.values(sc.devices)) {
-      if (d.seen < start || d.seen > at + 60_000) continue;
-      devices++;
-      if (backup.some((b) => (d.pins[b] ?? -Infinity) >= start)) adopted++;
-    }
     const ratio = devices ? adopted / devices : null;
     const threshold = set.roll.adoption_threshold ?? DEFAULT_THRESHOLD;
     return {
