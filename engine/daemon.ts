@@ -489,6 +489,9 @@ export class Daemon {
     });
     for (const m of this.mounts) await app.register(async (scope) => m.register(scope), { prefix: m.prefix });
     const l = { ...DEFAULT_LISTEN.admin, ...this.opts.listen?.admin };
+    if (!/^(127\.|::1$|localhost$)/.test(l.host)) {
+      this.logger.warn({ host: l.host }, "the admin port (status, metrics, query, webhook) is meant for loopback; put a reverse proxy in front of it for forge webhooks");
+    }
     await app.listen({ host: l.host, port: l.port });
     const addr = app.server.address();
     const port = typeof addr === "object" && addr ? addr.port : l.port;

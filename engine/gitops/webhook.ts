@@ -39,7 +39,10 @@ export function checkWebhook(headers: Record<string, string | string[] | undefin
   }
   let ref: string | undefined;
   try {
-    const payload = JSON.parse(body.toString("utf8")) as { ref?: unknown };
+    let text = body.toString("utf8");
+    // GitHub's "application/x-www-form-urlencoded" delivery wraps the JSON in payload=...
+    if (text.startsWith("payload=")) text = new URLSearchParams(text).get("payload") ?? "";
+    const payload = JSON.parse(text) as { ref?: unknown };
     if (typeof payload.ref === "string") ref = payload.ref;
   } catch {
     // the payload is only a hint: a fetch happens either way

@@ -10,6 +10,11 @@ describe("webhook authentication", () => {
     expect(checkWebhook({ "x-hub-signature-256": gh("k") }, body, "k", false)).toEqual({ ok: true, forge: "github", ref: "refs/heads/main" });
     expect(checkWebhook({ "x-gitlab-token": "k" }, body, "k", false)).toEqual({ ok: true, forge: "gitlab", ref: "refs/heads/main" });
   });
+  it("reads the ref from GitHub's form-encoded delivery too", () => {
+    const form = Buffer.from("payload=" + encodeURIComponent(JSON.stringify({ ref: "refs/heads/prod" })));
+    const sig = "sha256=" + createHmac("sha256", "k").update(form).digest("hex");
+    expect(checkWebhook({ "x-hub-signature-256": sig }, form, "k", false)).toEqual({ ok: true, forge: "github", ref: "refs/heads/prod" });
+  });
   it("refuses a wrong signature, a wrong token, a missing header, and unsigned hooks outside dev", () => {
     expect(checkWebhook({ "x-hub-signature-256": gh("other") }, body, "k", false)).toMatchObject({ ok: false, status: 401 });
     expect(checkWebhook({ "x-hub-signature-256": gh("k") }, Buffer.from("{}"), "k", false)).toMatchObject({ ok: false, status: 401 });
