@@ -93,7 +93,15 @@ export function parseRunArgs(argv: string[], env: NodeJS.ProcessEnv = process.en
 export async function main(argv: string[]): Promise<number> {
   const opts = parseRunArgs(argv);
   const daemon = createDaemon(opts);
-  await daemon.start();
+  try {
+    await daemon.start();
+  } catch (err) {
+    // e.g. a port in use: say so plainly, release what was opened, and exit even if a library left a handle.
+    daemon.logger.fatal({ err: (err as Error).message }, "viw run could not start");
+    await daemon.stop().catch(() => undefined);
+    setTimeout(() => process.exit(1), 1000).unref();
+    return 1;
+  }
   return new Promise<number>((resolve) => {
     const stop = () => {
       process.off("SIGTERM", stop);
