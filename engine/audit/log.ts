@@ -218,7 +218,6 @@ export class AuditLog {
       this.pumping = true;
       setImmediate(() => void this.pump());
     }
-    this.counters.lines++;
     const sink = journal ?? this.journal;
     if (sink && draft) this.journalLine(sink, line, event, ts, draft);
     return line;

@@ -103,6 +103,7 @@ describe("append-only rotation", () => {
       for (const l of ls) expect(Buffer.byteLength(l) + 1).toBeLessThanOrEqual(300);
     }
     expect(total).toBe(6);
+    expect(log.stats()).toMatchObject({ lines: 6, writeErrors: 0 });
   });
 });
 
