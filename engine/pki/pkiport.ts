@@ -10,7 +10,7 @@ import { toPem } from "./x509.js";
  */
 export function createPkiServer(authority: Authority, options: { log?: Logger } = {}): Server {
   return createServer((req, res) => {
-    handle(authority, req, res).catch((err: unknown) => {
+    handle(authority, req, res, options.log).catch((err: unknown) => {
       if (err instanceof IssueError) sendError(res, err);
       else {
         options.log?.error({ path: req.url, err: (err as Error).stack ?? String(err) }, "pki request failed");
@@ -32,7 +32,7 @@ function cacheHeaders(thisUpdate: Date, nextUpdate: Date, now: number): Record<s
   };
 }
 
-async function handle(authority: Authority, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function handle(authority: Authority, req: IncomingMessage, res: ServerResponse, log?: Logger): Promise<void> {
   const path = (req.url ?? "/").split("?")[0]!;
   const crl = /^\/crl\/([A-Za-z0-9._-]+)\.(crl|pem)$/.exec(path);
   if (crl && (req.method === "GET" || req.method === "HEAD")) {
@@ -52,8 +52,14 @@ async function handle(authority: Authority, req: IncomingMessage, res: ServerRes
     der = await readBody(req, 16 * 1024);
   } else if (req.method === "GET" && path.startsWith("/ocsp/")) {
     // RFC 5019 §5: the base64 request, URL-encoded, may itself contain '/'.
-    const text = decodeURIComponent(path.slice("/ocsp/".length));
+    let text = "";
+    try {
+      text = decodeURIComponent(path.slice("/ocsp/".length));
+    } catch {
+      /* refused below as not base64 */
+    }
     if (!/^[A-Za-z0-9+/=_-]+$/.test(text)) {
+      log?.warn({ path: "/ocsp/…", status: 400 }, "malformed OCSP GET: the path is not base64");
       res.writeHead(400, { "content-type": "text/plain" });
       res.end("malformed OCSP GET: the path is not base64\n");
       return;
@@ -63,7 +69,10 @@ async function handle(authority: Authority, req: IncomingMessage, res: ServerRes
   if (!der) throw new IssueError(404, "not_found", `no route ${req.method} ${path}`);
   const out = await authority.ocsp(der);
   const headers: Record<string, string> = { "content-type": "application/ocsp-response", "content-length": String(out.body.length) };
-  if (out.error) headers["viw-error"] = out.error.replace(/[^\x20-\x7e]/g, "?");
+  if (out.error) {
+    headers["viw-error"] = out.error.replace(/[^\x20-\x7e]/g, "?");
+    log?.warn({ path: req.method === "GET" ? "/ocsp/…" : path, status: out.status, reason: out.error }, "OCSP request not answered with a status");
+  }
   if (out.cached) {
     Object.assign(headers, cacheHeaders(out.cached.thisUpdate, out.cached.nextUpdate, Date.now()), { etag: out.cached.etag });
     if (req.method === "GET" && req.headers["if-none-match"] === out.cached.etag) {

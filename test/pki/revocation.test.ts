@@ -172,6 +172,9 @@ describe("OCSP responder", () => {
     expect(Buffer.from(await bad.arrayBuffer()).toString("hex")).toBe("30030a0101"); // OCSPResponse { malformedRequest }
     const bad2 = await fetch(`${p.pki}/ocsp/!!!notbase64`);
     expect(bad2.status).toBe(400);
+    expect((await fetch(`${p.pki}/ocsp/%E0%A4%A`)).status).toBe(400);
+    const b64garbage = await fetch(`${p.pki}/ocsp/${encodeURIComponent(Buffer.from("not ocsp").toString("base64"))}`);
+    expect(b64garbage.status).toBe(400);
     const ok = await fetch(`${p.pki}/crl/int-tls.crl`);
     expect(ok.status).toBe(200);
     expect(ok.headers.get("content-type")).toBe("application/pkix-crl");
