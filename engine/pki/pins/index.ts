@@ -1,7 +1,8 @@
 /**
  * SPKI pin sets (pins/*.yaml): RFC 7469 pins, the pin-roll state machine and
  * the issuance gate it implies, pin-check telemetry for GET /v1/pins/ID, and
- * certificate renewal (the engine's own listeners and `viw agent renew`).
+ * certificate renewal (the engine's own listeners and `viw agent renew`), and
+ * emergency rotation (revoke + same-key reissue of a pin set or profile).
  */
 export { pinOf, pinOfSpki, pinOfKey, isPin, shortPin, PinError, type PinResult, type PinSource } from "./pin.js";
 export {
