@@ -240,6 +240,14 @@ describe("viw run following a signed git remote", () => {
     expect(s.last_attempt.missing_approvals.eligible).toEqual(expect.arrayContaining(["bob@viworks.example", "carol@viworks.example"]));
     expect(s.last_attempt.missing_approvals.eligible).not.toContain("alice@viworks.example");
     expect(s.recent_events.some((e: any) => e.action === "policy_relaxation" && e.severity === "critical" && e.trace_id === relax)).toBe(true);
+    // ...and in the event flow: journaled, routed to viw-policy, queryable.
+    const where = encodeURIComponent(JSON.stringify({ and: [{ "==": [{ var: "action" }, "policy_relaxation"] }, { "==": [{ var: "trace_id" }, relax] }] }));
+    let hits: any[] = [];
+    for (let i = 0; i < 60 && hits.length === 0; i++) {
+      hits = (await get(`/v1/query?index=viw-policy&since=1h&where=${where}`)).body.hits ?? [];
+      if (!hits.length) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(hits[0]).toMatchObject({ action: "policy_relaxation", severity: "critical", result: "failure", policy_id: "profile/backend-api", error_code: "approvals_missing" });
 
     // The author's own approval and an outsider's do not count.
     await approve(world.repo, relax, { key: world.key("alice") });
