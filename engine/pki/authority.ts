@@ -501,6 +501,28 @@ export class Authority {
       const rec = this.store.get(serial);
       if (rec) await this.revokeSerial(rec, "superseded", "rotation").catch(() => {});
     }
+    // Delegated responder certificates are short-lived: renew at 2/3 of their life.
+    const renewed = new Map<string, Responder>();
+    for (const [id, responder] of rt.responders) {
+      const der = responder.certs[0];
+      const issuer = rt.issuers.get(id);
+      if (!der || !issuer?.signer) continue;
+      const x = new X509Certificate(der);
+      const from = Date.parse(x.validFrom);
+      const to = Date.parse(x.validTo);
+      if (to - now > (to - from) / 3) continue;
+      try {
+        renewed.set(id, await this.responderFor(issuer));
+      } catch (err) {
+        this.log.error({ issuer: id, err: (err as Error).message }, "OCSP responder certificate renewal failed");
+      }
+    }
+    if (renewed.size && this.runtime === rt) {
+      this.runtime = { ...rt, responders: new Map([...rt.responders, ...renewed]) };
+      this.ocspCache.clear();
+      this.ocspByRequest.clear();
+      this.ocspBySerial.clear();
+    }
     for (const issuer of rt.issuers.values()) {
       if (!issuer.signer) continue;
       const c = this.crls.get(issuer.id);

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { generateKeyPairSync } from "node:crypto";
+import { generateKeyPairSync, X509Certificate } from "node:crypto";
 import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -97,6 +97,16 @@ describe("store durability and CRL numbers across restarts", () => {
       now += 3600_000 + 1000;
       await a.tick();
       expect(a.certificate(first.serial)).toMatchObject({ status: "revoked", reason: "superseded" });
+      // The delegated OCSP responder certificate (30d) is renewed once two thirds of it have passed.
+      const before = a.runtime!.responders.get("int-tls")!.certs[0]!;
+      now += 15 * 86400_000;
+      await a.tick();
+      expect(a.runtime!.responders.get("int-tls")!.certs[0]!.equals(before)).toBe(true);
+      now += 6 * 86400_000;
+      await a.tick();
+      const after = a.runtime!.responders.get("int-tls")!.certs[0]!;
+      expect(after.equals(before)).toBe(false);
+      expect(new X509Certificate(after).checkIssued(new X509Certificate(readFileSync(join(dir, "pki/certs/int-tls.crt"))))).toBe(true);
       await a.close();
 
       const b = new Authority({ dataDir: dir });
