@@ -270,7 +270,8 @@ export class Daemon {
    * The engine's own certificates: the listeners' server certificate and the
    * Log Signing Key from the engine's CA; in dev mode also DATA/dev/ (the
    * Backend client certificate and the CA chain). Dev mode creates the keys;
-   * production reads them from DATA/tls/ and never creates keys.
+   * production reads the keys from DATA/tls/ (listener.key, log-signing.key),
+   * never creates one, and issues or renews their certificates from the CA.
    */
   private async engineCertificates(caps: Capabilities): Promise<{ listener: { cert: string; key: string }; caChain: string; issuers: Record<string, string>; log: { key: KeyObject; cert: string; chain: string[] } }> {
     const rt = caps.pki.authority.runtime;
@@ -285,7 +286,7 @@ export class Daemon {
       try {
         return createPrivateKey(await readFile(file));
       } catch (err) {
-        if (!dev) throw new Error(`${file}: ${(err as Error).message} (production never creates keys: provision it)`);
+        if (!dev) throw new Error(`${file}: ${(err as Error).message} (production never creates keys: provision it, e.g. openssl genpkey -algorithm ${alg === "ed25519" ? "ed25519" : "EC -pkeyopt ec_paramgen_curve:P-256"} -out ${file})`);
         const k = generatePrivateKey(alg);
         await writeFile(file, k.export({ type: "pkcs8", format: "pem" }), { mode: 0o600 });
         return k;
@@ -293,18 +294,27 @@ export class Daemon {
     };
     const certFor = async (file: string, key: KeyObject, profile: string, names: { cn?: string; dns?: string[]; ip?: string[] }): Promise<{ cert: string; chain: string[] }> => {
       if (!dev) {
-        const pem = await readFile(file, "utf8");
-        const all = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----\n?/g) ?? [];
-        if (!all.length || Date.parse(new X509Certificate(all[0]!).validTo) < Date.now()) throw new Error(`${file}: no valid certificate`);
-        return { cert: all[0]!, chain: all.slice(1) };
+        // Production: the operator provisions the key; the certificate is reused while it is valid for another week
+        // and matches the key, else issued from the engine's CA for that key.
+        try {
+          const all = (await readFile(file, "utf8")).match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----\n?/g) ?? [];
+          const leaf = new X509Certificate(all[0]!);
+          if (Date.parse(leaf.validTo) > Date.now() + 7 * 86_400_000 && leaf.checkPrivateKey(key)) return { cert: all[0]!, chain: all.slice(1) };
+        } catch {
+          // missing or unreadable: issued below
+        }
       }
       // Dev: issued afresh at each start, so it always chains to the CA in DATA.
       const issued = await caps.pki.issueForEngine(profile, createPublicKey(key), names);
       await writeFile(file, issued.certificate + issued.chain.join(""));
       return { cert: issued.certificate, chain: issued.chain };
     };
+    // The listeners' names: localhost in dev; in production VIW_LISTENER_DNS / VIW_LISTENER_IP (comma-separated) when set.
+    const list = (v: string | undefined, d: string[]) => (v ? v.split(",").map((x) => x.trim()).filter(Boolean) : d);
+    const dns = list(process.env.VIW_LISTENER_DNS, ["localhost"]);
+    const ip = list(process.env.VIW_LISTENER_IP, ["127.0.0.1", "::1"]);
     const lkey = await keyOf(join(tlsDir, "listener.key"), "ecdsa-p256");
-    const lcert = await certFor(join(tlsDir, "listener.crt"), lkey, "engine-listener", { cn: "localhost", dns: ["localhost"], ip: ["127.0.0.1", "::1"] });
+    const lcert = await certFor(join(tlsDir, "listener.crt"), lkey, "engine-listener", { cn: dns[0], dns, ip });
     const skey = await keyOf(join(tlsDir, "log-signing.key"), "ed25519");
     const scert = await certFor(join(tlsDir, "log-signing.crt"), skey, "log-signing", { cn: "viw Log Signing Key" });
     if (dev) {
