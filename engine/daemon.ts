@@ -52,6 +52,8 @@ export interface DaemonOptions {
   data: string;
   /** Allowed-signers file. Required outside dev mode. */
   trust?: string;
+  /** A GnuPG home holding the trusted OpenPGP public keys (GPG-signed commits; optional). */
+  trustGpg?: string;
   dev?: boolean;
   allowRollback?: boolean;
   listen?: Partial<Record<ListenerName, { host: string; port: number }>>;
@@ -143,6 +145,7 @@ export class Daemon {
       source: this.source,
       services: [...(caps ? [caps.pki, caps.siem, caps.detector] : []), ...(o.services ?? [])],
       trust: o.trust,
+      trustGpg: o.trustGpg,
       allowRollback: o.allowRollback,
       timeline: this.timeline,
       logger: this.logger,
@@ -165,7 +168,7 @@ export class Daemon {
     });
     await this.startAdmin();
     await this.source.start((reason) => void this.reconciler.trigger(reason));
-    this.logger.info({ source: this.source.description, trust: o.trust ?? "none (dev: unsigned revisions applied)", data: this.data, dev: !!o.dev }, "viw daemon started");
+    this.logger.info({ source: this.source.description, trust: o.trust ?? o.trustGpg ?? "none (dev: unsigned revisions applied)", data: this.data, dev: !!o.dev }, "viw daemon started");
     void this.reconciler.trigger("start");
     if (!caps) {
       this.listenersUp = true;
@@ -365,7 +368,7 @@ export class Daemon {
       return new RemoteGitSource({ url: o.gitUrl, branch: o.branch ?? "main", dir: join(this.data, "git"), intervalMs: o.pollIntervalMs });
     }
     const repo = resolve(o.repo ?? ".");
-    if (o.trust) return new LocalGitSource(repo, o.branch);
+    if (o.trust || o.trustGpg) return new LocalGitSource(repo, o.branch);
     return new DirSource(repo);
   }
 
@@ -453,8 +456,8 @@ export class Daemon {
         : null,
       services,
       source: { kind: this.source?.kind, description: this.source?.description },
-      trust: this.opts.trust
-        ? { mode: "signed", allowed_signers: this.opts.trust, allow_rollback: !!this.opts.allowRollback }
+      trust: this.opts.trust || this.opts.trustGpg
+        ? { mode: "signed", allowed_signers: this.opts.trust ?? null, gpg_keyring: this.opts.trustGpg ?? null, allow_rollback: !!this.opts.allowRollback }
         : { mode: "unsigned", warning: "dev mode without --trust: revisions are applied without signature checks or approvals" },
       timeline: { file: this.timeline ? join(this.data, "timeline", "timeline.jsonl") : null, head: this.timeline?.headHash ?? null, verified_at_start: this.timelineVerified, error: this.timelineError ?? null },
       endpoints: this.endpoints,

@@ -13,7 +13,7 @@ function parseOrUsage<T>(parse: () => T): T {
   }
 }
 
-const USAGE = "usage: viw run [--repo DIR | --git URL --branch B] [--data DIR] [--trust FILE] [--dev] [--listen NAME=HOST:PORT ...] [--seal-interval D] [--store sqlite|elasticsearch] [--elasticsearch-url URL] [--allow-rollback] [--poll-interval D]";
+const USAGE = "usage: viw run [--repo DIR | --git URL --branch B] [--data DIR] [--trust FILE] [--trust-gpg GNUPGHOME] [--dev] [--listen NAME=HOST:PORT ...] [--seal-interval D] [--store sqlite|elasticsearch] [--elasticsearch-url URL] [--allow-rollback] [--poll-interval D]";
 
 /** NAME=HOST:PORT, HOST may be [v6]; port 0 = any free port. */
 export function parseListen(spec: string): [ListenerName, { host: string; port: number }] {
@@ -41,6 +41,7 @@ export function parseRunArgs(argv: string[], env: NodeJS.ProcessEnv = process.en
       branch: { type: "string" },
       data: { type: "string" },
       trust: { type: "string" },
+      "trust-gpg": { type: "string" },
       dev: { type: "boolean" },
       listen: { type: "string", multiple: true },
       "seal-interval": { type: "string" },
@@ -58,8 +59,9 @@ export function parseRunArgs(argv: string[], env: NodeJS.ProcessEnv = process.en
   const gitUrl = values.git ?? env.VIW_GIT;
   const dev = values.dev ?? bool(env.VIW_DEV);
   const trust = values.trust ?? env.VIW_TRUST;
+  const trustGpg = values["trust-gpg"] ?? env.VIW_TRUST_GPG;
   if (repo && gitUrl) throw new UsageError("--repo and --git are exclusive: follow a directory or a remote, not both");
-  if (!dev && !trust) throw new UsageError("--trust FILE (an allowed-signers file) is required outside --dev: production applies only signed commits");
+  if (!dev && !trust && !trustGpg) throw new UsageError("--trust FILE (an allowed-signers file) is required outside --dev: production applies only signed commits");
   const store = values.store ?? env.VIW_STORE;
   if (store !== undefined && store !== "sqlite" && store !== "elasticsearch") throw new UsageError(`--store ${store}: expected sqlite or elasticsearch`);
   const esUrl = values["elasticsearch-url"] ?? env.VIW_ELASTICSEARCH_URL;
@@ -79,6 +81,7 @@ export function parseRunArgs(argv: string[], env: NodeJS.ProcessEnv = process.en
     branch: values.branch ?? env.VIW_BRANCH ?? (gitUrl ? "main" : undefined),
     data: values.data ?? env.VIW_DATA ?? ".viw-data",
     trust,
+    trustGpg,
     dev,
     allowRollback: values["allow-rollback"] ?? bool(env.VIW_ALLOW_ROLLBACK),
     listen,

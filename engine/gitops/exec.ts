@@ -28,5 +28,5 @@ export function exec(cmd: string, args: string[], opts: { cwd?: string; input?: 
 
 /** git with a configuration that a repository cannot override (no hooks, no custom gpg/ssh program). */
 export function git(repoDir: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<ExecResult> {
-  return exec("git", ["-c", "gpg.ssh.program=ssh-keygen", "-c", "core.hooksPath=/dev/null", ...args], { cwd: repoDir, ...opts });
+  return exec("git", ["-c", "gpg.ssh.program=ssh-keygen", "-c", "gpg.program=gpg", "-c", "core.hooksPath=/dev/null", ...args], { cwd: repoDir, ...opts });
 }

@@ -57,6 +57,8 @@ export interface ReconcilerOptions {
   services?: Service[];
   /** Allowed-signers file; without it (dev mode only) revisions are applied unsigned. */
   trust?: string;
+  /** A GnuPG home of trusted OpenPGP keys: GPG-signed commits are accepted too (approvals stay SSH). */
+  trustGpg?: string;
   allowRollback?: boolean;
   timeline: Timeline;
   logger: Logger;
@@ -234,11 +236,12 @@ export class Reconciler {
     // Trust: signature.
     let signer: Signer | null = null;
     let tree: string | undefined;
-    const trust: Applied["trust"] = o.trust ? "signed" : "unsigned-dev";
-    if (isCommit && !o.trust) tree = await treeOf(gitDir, revision);
-    if (o.trust) {
+    const signed = !!(o.trust || o.trustGpg);
+    const trust: Applied["trust"] = signed ? "signed" : "unsigned-dev";
+    if (isCommit && !signed) tree = await treeOf(gitDir, revision);
+    if (signed) {
       if (!isCommit) return this.refuse(revision, t0, "trust", "--trust needs a git source: a plain directory has no signatures");
-      const v = await verifyCommit(gitDir, revision, o.trust);
+      const v = await verifyCommit(gitDir, revision, { allowedSigners: o.trust, gnupgHome: o.trustGpg });
       tree = v.tree;
       if (!v.ok) {
         await this.note({ type: "refused", result: "refused", revision, commit: revision, tree, reason: v.reason });
@@ -280,7 +283,13 @@ export class Reconciler {
     let missing: Attempt["missing_approvals"] = null;
     if (plan.relaxations > 0 && !bootstrap && !resumed) {
       const rule = previous!.state.governance;
-      if (o.trust && isCommit && rule.approvals > 0) {
+      if (signed && isCommit && rule.approvals > 0) {
+        if (!o.trust) {
+          const reason = `${plan.relaxations} relaxation(s) need ${rule.approvals} approval(s), and approvals are SSH signatures checked against an allowed-signers file: start with --trust FILE`;
+          await this.announce(revision, plan, "held");
+          await this.note({ type: "refused", result: "refused", revision, commit: revision, tree, signer, plan: summary, reason });
+          return this.refuse(revision, t0, "approvals", reason, { relaxations: plan.relaxations });
+        }
         const verified = await readApprovals(gitDir, revision, o.trust);
         const count = countApprovals(verified, { required: rule.approvals, approvers: rule.approvers, signer: signer ?? undefined });
         approvers = count.counted;

@@ -43,15 +43,36 @@ const STATUS: Record<string, string> = {
   E: "signature cannot be checked",
 };
 
-/** Verifies `rev`'s signature against the allowed-signers file. */
-export async function verifyCommit(repoDir: string, rev: string, allowedSigners: string): Promise<TrustResult> {
-  const r = await git(repoDir, ["-c", `gpg.ssh.allowedSignersFile=${allowedSigners}`, "log", "-1", "--format=%G?%x00%GK%x00%GS%x00%T", rev, "--"]);
+export interface TrustAnchors {
+  /** OpenSSH allowed-signers file (SSH-signed commits; also the approvers). */
+  allowedSigners?: string;
+  /**
+   * A GnuPG home holding only the trusted OpenPGP public keys (GPG-signed
+   * commits, optional). Being in this dedicated keyring is what trusts a key,
+   * so a good signature counts whether or not the key is certified (G or U).
+   */
+  gnupgHome?: string;
+}
+
+/** Verifies `rev`'s signature against the allowed-signers file (and/or the trusted GnuPG keyring). */
+export async function verifyCommit(repoDir: string, rev: string, anchors: string | TrustAnchors): Promise<TrustResult> {
+  const t: TrustAnchors = typeof anchors === "string" ? { allowedSigners: anchors } : anchors;
+  const config = t.allowedSigners ? ["-c", `gpg.ssh.allowedSignersFile=${t.allowedSigners}`] : [];
+  const env = t.gnupgHome ? { ...process.env, GNUPGHOME: t.gnupgHome } : undefined;
+  const r = await git(repoDir, [...config, "log", "-1", "--format=%G?%x00%GK%x00%GS%x00%T%x00%GF", rev, "--"], { env });
   if (r.code !== 0) return { ok: false, code: "error", reason: `cannot read commit ${rev}: ${r.stderr.trim()}` };
-  const [status = "", key = "", principal = "", tree = ""] = r.stdout.replace(/\n$/, "").split("\0");
-  if (status === "G" && principal) return { ok: true, signer: { principal, fingerprint: key }, tree };
+  const [status = "", key = "", principal = "", tree = "", gpgFingerprint = ""] = r.stdout.replace(/\n$/, "").split("\0");
+  const ssh = key.startsWith("SHA256:");
+  if (status === "G" && principal && (ssh ? !!t.allowedSigners : !!t.gnupgHome)) {
+    return { ok: true, signer: { principal, fingerprint: ssh ? key : gpgFingerprint || key }, tree };
+  }
+  if (!ssh && status === "U" && t.gnupgHome && principal) return { ok: true, signer: { principal, fingerprint: gpgFingerprint || key }, tree };
   if (status === "N") return { ok: false, code: "unsigned", reason: `commit ${rev.slice(0, 12)} is not signed`, tree };
   if (status === "U" || (status === "G" && !principal)) {
     return { ok: false, code: "unknown-key", reason: `commit ${rev.slice(0, 12)} is signed by ${key || "a key"} that is not in the allowed-signers file`, tree };
+  }
+  if (status === "E" && !ssh) {
+    return { ok: false, code: "unknown-key", reason: `commit ${rev.slice(0, 12)} has an OpenPGP signature by ${key || "a key"} that is not in the trusted keyring${t.gnupgHome ? "" : " (no --trust-gpg given)"}`, tree };
   }
   return { ok: false, code: "bad-signature", reason: `commit ${rev.slice(0, 12)}: ${STATUS[status] ?? `signature status ${status}`}`, tree };
 }
