@@ -96,6 +96,11 @@ export function parseRunArgs(argv: string[], env: NodeJS.ProcessEnv = process.en
 export async function main(argv: string[]): Promise<number> {
   const opts = parseRunArgs(argv);
   const daemon = createDaemon(opts);
+  // A background task's rejected promise (a consumer loop, a timer) must not take down every listener:
+  // it is logged loudly and the daemon keeps serving; /v1/status and the metrics show the affected service.
+  process.on("unhandledRejection", (reason) => {
+    daemon.logger.error({ err: reason instanceof Error ? reason.stack : String(reason) }, "unhandled rejection in a background task");
+  });
   try {
     await daemon.start();
   } catch (err) {
