@@ -70,7 +70,9 @@ export class DirectoryWorm implements WormStore {
   async put(name: string, data: Uint8Array): Promise<void> {
     const final = this.path(name);
     const parent = dirname(final);
-    await mkdir(parent, { recursive: true });
+    const created = await mkdir(parent, { recursive: true });
+    // New directories' own entries must survive a power loss too: sync the parent of each one made.
+    if (created) for (let d = parent; d.length >= created.length; d = dirname(d)) await syncDir(dirname(d));
     const existing = await readFile(final).catch((e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? undefined : Promise.reject(e)));
     if (existing) return this.same(name, existing, data);
     const tmp = join(parent, `.tmp-${process.pid}-${randomBytes(6).toString("hex")}`);

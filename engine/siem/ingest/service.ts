@@ -224,7 +224,7 @@ export async function createSiemService(opts: SiemServiceOptions): Promise<SiemS
             }),
         ),
       );
-      journal.flush();
+      await journal.flush();
       await Promise.all(consumers.map((c) => c.stop()));
       await elastic?.close();
       store?.close();

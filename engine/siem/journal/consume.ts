@@ -78,9 +78,17 @@ export function consume(
         retry = Math.min(retry * 2, 30_000);
         continue;
       }
-      retry = retryBase;
       const last = records[records.length - 1]!.seq;
-      journal.commitCursor(name, last);
+      try {
+        journal.commitCursor(name, last);
+      } catch (err) {
+        // the batch is handled but not recorded: it is replayed (handlers are idempotent)
+        opts.onError?.(err, records);
+        if (!stopped) await sleep(retry, false);
+        retry = Math.min(retry * 2, 30_000);
+        continue;
+      }
+      retry = retryBase;
       pos = last;
     }
   })();

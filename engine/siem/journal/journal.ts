@@ -1,12 +1,14 @@
 import Database from "better-sqlite3";
 import { mkdirSync, statfsSync } from "node:fs";
+import { createRequire } from "node:module";
 import { dirname } from "node:path";
+import { Worker } from "node:worker_threads";
 import type { Journal, JournalRecord, NormalizedEvent } from "./contract.js";
 
 export interface JournalOptions {
-  /** Appends arriving within this many ms share one transaction (one fsync). Default 2. */
+  /** Unused since commits moved to the writer thread (groups form while a commit is in flight); kept for callers. */
   groupMs?: number;
-  /** A group is committed at once when it reaches this many events. Default 20,000. */
+  /** Most events in one commit. Default 50,000. */
   maxGroup?: number;
   /**
    * Back-pressure: the journal reports full when this many records lie between
@@ -50,11 +52,42 @@ interface Pending {
 }
 
 /**
+ * The writer thread. A commit with synchronous=FULL waits for fsync (several
+ * ms here); done on the main thread it stalls every listener, so the ingest
+ * rate becomes group size / fsync time. Here the fsync runs beside the event
+ * loop and the next group forms while it waits (classic group commit). The
+ * code is a string (an eval worker) because Node 20 cannot load the .ts
+ * sources into a Worker without a build step; it only inserts rows the main
+ * thread has already numbered and serialized.
+ */
+const WRITER = `
+const { parentPort, workerData } = require("node:worker_threads");
+const Database = require(workerData.driver);
+const db = new Database(workerData.file);
+db.pragma("journal_mode = WAL");
+db.pragma("synchronous = FULL");
+db.pragma("busy_timeout = 10000");
+const insert = db.prepare("INSERT INTO records (seq, idx, event) VALUES (?, ?, ?)");
+const setLast = db.prepare("INSERT INTO meta (key, value) VALUES ('last_seq', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+const write = db.transaction((first, rows) => {
+  let seq = first;
+  for (let i = 0; i < rows.length; i += 2) insert.run(seq++, rows[i], rows[i + 1]);
+  setLast.run(seq - 1);
+});
+parentPort.on("message", (m) => {
+  if (m.close) { db.close(); parentPort.close(); return; }
+  try { write(m.first, m.rows); parentPort.postMessage({ ok: true }); }
+  catch (e) { parentPort.postMessage({ ok: false, error: String((e && e.message) || e) }); }
+});
+`;
+
+/**
  * The durable, ordered log between ingest and its consumers, on SQLite: WAL
  * with synchronous=FULL makes every commit fsynced and atomic, so a kill -9 or
- * power loss keeps exactly the committed groups. Appends are grouped: every
- * append arriving within `groupMs` joins one transaction, and each resolves
- * only after that transaction committed — the moment a sender may be acked.
+ * power loss keeps exactly the committed groups. Appends are grouped: the
+ * appends of one event-loop turn, and all that arrive while a commit is in
+ * flight on the writer thread, form the next transaction; each resolves only
+ * after its transaction committed — the moment a sender may be acked.
  * Sequence numbers are assigned here (not SQLite rowids) and the last one is
  * kept in `meta`, so they are never reused even after compaction empties the
  * table.
@@ -62,14 +95,16 @@ interface Pending {
 export class LocalJournal implements Journal {
   readonly file: string;
   private readonly db: Database.Database;
-  private readonly groupMs: number;
   private readonly maxGroup: number;
   private readonly highWater: number;
   private readonly minFreeBytes: number;
   private pending: Pending[] = [];
   private pendingCount = 0;
-  private timer: NodeJS.Timeout | undefined;
-  private immediate: NodeJS.Immediate | undefined;
+  private scheduled: NodeJS.Immediate | undefined;
+  private inflight: { groups: Pending[]; first: number; last: number } | undefined;
+  private readonly writer: Worker;
+  private failed: Error | undefined;
+  private drained: (() => void)[] = [];
   private last: number;
   private readonly listeners = new Set<(last: number) => void>();
   private closed = false;
@@ -78,8 +113,6 @@ export class LocalJournal implements Journal {
   private groups = 0;
   private events = 0;
   private readonly stmt: {
-    insert: Database.Statement;
-    setLast: Database.Statement;
     read: Database.Statement;
     getCursor: Database.Statement;
     setCursor: Database.Statement;
@@ -89,12 +122,10 @@ export class LocalJournal implements Journal {
     deleteUpTo: Database.Statement;
     drop: Database.Statement;
   };
-  private readonly writeGroup: (groups: Pending[], first: number) => number;
 
   constructor(file: string, opts: JournalOptions = {}) {
     this.file = file;
-    this.groupMs = opts.groupMs ?? 2;
-    this.maxGroup = opts.maxGroup ?? 20_000;
+    this.maxGroup = opts.maxGroup ?? 50_000;
     this.highWater = opts.highWater ?? 2_000_000;
     this.minFreeBytes = opts.minFreeBytes ?? 64 * 1024 * 1024;
     mkdirSync(dirname(file), { recursive: true });
@@ -103,6 +134,8 @@ export class LocalJournal implements Journal {
     db.pragma("journal_mode = WAL");
     db.pragma("synchronous = FULL");
     db.pragma("cache_size = -32768");
+    // the writer thread holds the write lock briefly per commit; cursor commits wait for it
+    db.pragma("busy_timeout = 10000");
     db.exec(`
       CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, idx TEXT NOT NULL, event TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS cursors (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL);
@@ -112,9 +145,8 @@ export class LocalJournal implements Journal {
     const maxRow = (db.prepare("SELECT MAX(seq) AS m FROM records").get() as { m: number | null }).m ?? 0;
     this.last = Math.max(metaLast, maxRow);
     this.stmt = {
-      insert: db.prepare("INSERT INTO records (seq, idx, event) VALUES (?, ?, ?)"),
-      setLast: db.prepare("INSERT INTO meta (key, value) VALUES ('last_seq', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"),
-      read: db.prepare("SELECT seq, idx, event FROM records WHERE seq > ? ORDER BY seq LIMIT ?"),
+      // bounded by the announced head: the writer thread's commit is visible a moment before its reply arrives
+      read: db.prepare("SELECT seq, idx, event FROM records WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"),
       getCursor: db.prepare("SELECT seq FROM cursors WHERE consumer = ?"),
       setCursor: db.prepare("INSERT INTO cursors (consumer, seq) VALUES (?, ?) ON CONFLICT(consumer) DO UPDATE SET seq = excluded.seq"),
       register: db.prepare("INSERT OR IGNORE INTO cursors (consumer, seq) VALUES (?, ?)"),
@@ -123,68 +155,127 @@ export class LocalJournal implements Journal {
       deleteUpTo: db.prepare("DELETE FROM records WHERE seq <= ?"),
       drop: db.prepare("DELETE FROM cursors WHERE consumer = ?"),
     };
-    this.writeGroup = db.transaction((groups: Pending[], first: number) => {
-      let seq = first;
-      for (const g of groups) {
-        for (const { index, event } of g.items) this.stmt.insert.run(seq++, index, JSON.stringify(event));
-      }
-      this.stmt.setLast.run(seq - 1);
-      return seq - 1;
+    this.writer = new Worker(WRITER, { eval: true, workerData: { file, driver: createRequire(import.meta.url).resolve("better-sqlite3") } });
+    this.writer.on("message", (m: { ok: boolean; error?: string }) => this.committed(m));
+    this.writer.on("error", (err) => this.fail(err));
+    this.writer.on("exit", (code) => {
+      if (!this.closed) this.fail(new Error(`journal writer thread exited (${code})`));
     });
+    this.writer.unref();
     for (const c of opts.consumers ?? []) this.register(c);
   }
 
   append(events: readonly { index: string; event: NormalizedEvent }[]): Promise<{ first: number; last: number }> {
     if (this.closed) return Promise.reject(new Error("journal is closed"));
+    if (this.failed) return Promise.reject(this.failed);
     if (events.length === 0) return Promise.resolve({ first: this.last + 1, last: this.last });
     return new Promise((resolve, reject) => {
       this.pending.push({ items: events, resolve, reject });
       this.pendingCount += events.length;
-      if (this.pendingCount >= this.maxGroup) {
-        if (!this.immediate) this.immediate = setImmediate(() => this.flush());
-      } else if (!this.timer && !this.immediate) {
-        this.timer = setTimeout(() => this.flush(), this.groupMs);
-      }
+      // appends of this turn of the event loop join the group; while a commit is in flight they wait for it
+      if (!this.inflight && !this.scheduled) this.scheduled = setImmediate(() => this.post());
     });
   }
 
-  /** Commits everything pending as one transaction; synchronous (better-sqlite3), so no interleaving. */
-  flush(): void {
-    if (this.timer) clearTimeout(this.timer);
-    if (this.immediate) clearImmediate(this.immediate);
-    this.timer = undefined;
-    this.immediate = undefined;
-    const groups = this.pending;
-    if (groups.length === 0) return;
-    this.pending = [];
-    this.pendingCount = 0;
+  /** Numbers and serializes the pending group and hands it to the writer thread. */
+  private post(): void {
+    this.scheduled = undefined;
+    if (this.inflight || this.pending.length === 0) return;
+    let groups = this.pending;
+    let count = this.pendingCount;
+    if (count > this.maxGroup) {
+      // the first few appends up to maxGroup; the rest form the next group
+      let n = 0;
+      let k = 0;
+      while (k < groups.length && (k === 0 || n + groups[k]!.items.length <= this.maxGroup)) n += groups[k++]!.items.length;
+      groups = this.pending.slice(0, k);
+      this.pending = this.pending.slice(k);
+      this.pendingCount -= n;
+      count = n;
+    } else {
+      this.pending = [];
+      this.pendingCount = 0;
+    }
     const first = this.last + 1;
-    let last: number;
+    const rows: string[] = new Array(count * 2);
+    let i = 0;
     try {
-      last = this.writeGroup(groups, first);
+      for (const g of groups) {
+        for (const { index, event } of g.items) {
+          rows[i++] = index;
+          rows[i++] = JSON.stringify(event);
+        }
+      }
     } catch (err) {
+      // an event that cannot be serialized fails its own append only
       for (const g of groups) g.reject(err as Error);
+      if (this.pending.length) this.scheduled = setImmediate(() => this.post());
       return;
     }
-    this.last = last;
+    this.inflight = { groups, first, last: first + count - 1 };
+    this.writer.ref();
+    this.writer.postMessage({ first, rows });
+  }
+
+  private committed(m: { ok: boolean; error?: string }): void {
+    const done = this.inflight;
+    this.inflight = undefined;
+    this.writer.unref();
+    if (!done) return;
+    if (!m.ok) {
+      const err = new Error(`journal write failed: ${m.error}`);
+      for (const g of done.groups) g.reject(err);
+      this.fail(err);
+      return;
+    }
+    this.last = done.last;
     this.groups++;
-    let seq = first;
-    for (const g of groups) {
+    let seq = done.first;
+    for (const g of done.groups) {
       g.resolve({ first: seq, last: seq + g.items.length - 1 });
       seq += g.items.length;
       this.events += g.items.length;
     }
     for (const l of this.listeners) {
       try {
-        l(last);
+        l(done.last);
       } catch {
         // a listener's failure is its own; the append is durable regardless
       }
     }
+    if (this.pending.length) this.post();
+    else this.wakeDrained();
+  }
+
+  /** A write error is fatal (disk, I/O): later appends fail at once instead of leaving gaps. */
+  private fail(err: Error): void {
+    this.failed ??= err;
+    const pending = this.pending;
+    this.pending = [];
+    this.pendingCount = 0;
+    for (const g of pending) g.reject(this.failed);
+    if (this.inflight) {
+      for (const g of this.inflight.groups) g.reject(this.failed);
+      this.inflight = undefined;
+    }
+    this.wakeDrained();
+  }
+
+  private wakeDrained(): void {
+    const waiters = this.drained;
+    this.drained = [];
+    for (const w of waiters) w();
+  }
+
+  /** Resolves once every append made so far is committed (or failed). */
+  flush(): Promise<void> {
+    if (!this.inflight && this.pending.length === 0) return Promise.resolve();
+    if (!this.inflight && !this.scheduled) this.scheduled = setImmediate(() => this.post());
+    return new Promise((resolve) => this.drained.push(resolve));
   }
 
   read(after: number, limit: number): JournalRecord[] {
-    const rows = this.stmt.read.all(after, limit) as { seq: number; idx: string; event: string }[];
+    const rows = this.stmt.read.all(after, this.last, limit) as { seq: number; idx: string; event: string }[];
     return rows.map((r) => ({ seq: r.seq, index: r.idx, event: JSON.parse(r.event) as NormalizedEvent, [RAW_JSON]: r.event }));
   }
 
@@ -271,9 +362,13 @@ export class LocalJournal implements Journal {
 
   async close(): Promise<void> {
     if (this.closed) return;
-    this.flush();
+    await this.flush();
     this.closed = true;
     this.listeners.clear();
+    const exited = new Promise<void>((resolve) => this.writer.once("exit", () => resolve()));
+    this.writer.ref();
+    this.writer.postMessage({ close: true });
+    await exited;
     this.db.close();
   }
 }
