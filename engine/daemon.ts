@@ -28,6 +28,7 @@ import {
 } from "./gitops/index.js";
 import { parseDuration, type DesiredState } from "./config/index.js";
 import { KeyRing, createPkiService, generatePrivateKey, initCa, softwareSigner, toPem, type PkiService } from "./pki/index.js";
+import { PIN_TELEMETRY_CONSUMER, PinTelemetry, authorityPki, emergencyRoutes, pinRoutes } from "./pki/pins/index.js";
 import { Router, createSiemService, openJournal, type LocalJournal, type SiemService } from "./siem/index.js";
 import { Detector } from "./siem/detect/index.js";
 import { createSealer, proofRoutes, type Sealer } from "./siem/chain/index.js";
@@ -79,6 +80,8 @@ interface Capabilities {
   siem: SiemService;
   detector: Detector;
   pki: PkiService;
+  pins: PinTelemetry;
+  pinsService: Service;
   sealer?: Sealer;
 }
 
@@ -143,7 +146,7 @@ export class Daemon {
     const caps = this.caps;
     this.reconciler = new Reconciler({
       source: this.source,
-      services: [...(caps ? [caps.pki, caps.siem, caps.detector] : []), ...(o.services ?? [])],
+      services: [...(caps ? [caps.pki, caps.siem, caps.detector, caps.pinsService] : []), ...(o.services ?? [])],
       trust: o.trust,
       trustGpg: o.trustGpg,
       allowRollback: o.allowRollback,
@@ -201,12 +204,13 @@ export class Daemon {
     const dev = !!o.dev;
     const log = (msg: string, err?: unknown) => this.logger.error({ err: err instanceof Error ? err.message : err }, msg);
     const keys = new KeyRing({ dataDir: this.data, pkcs11Module: process.env.VIW_PKCS11_MODULE });
-    const journal = openJournal(join(this.data, "journal", "journal.db"), { consumers: ["detector", "sealer"] });
+    const consumers = ["detector", "sealer", PIN_TELEMETRY_CONSUMER];
+    const journal = openJournal(join(this.data, "journal", "journal.db"), { consumers });
     const shipperKey = dev ? await this.devShipperKey() : undefined;
     const siem = await createSiemService({
       dataDir: this.data,
       journal,
-      consumers: ["detector", "sealer"],
+      consumers,
       sink: o.store === "elasticsearch" ? "elasticsearch" : "sqlite",
       elasticsearch: o.elasticsearchUrl ? { clientOptions: { node: o.elasticsearchUrl } } : undefined,
       extraShippers: shipperKey ? [{ id: "dev", public_key: shipperKey }] : [],
@@ -221,7 +225,10 @@ export class Daemon {
     };
     const audit = new AuditLog(join(this.data, "audit"), { journal, route, onError: (err) => log("audit journal copy failed", err) });
     const pki = createPkiService({ dataDir: this.data, provider: keys, log: this.logger.child({ service: "pki" }) });
+    const pins = new PinTelemetry({ stateFile: join(this.data, "pins", "telemetry.json") });
     this.mount({ prefix: "", register: async (app) => void (await app.register(siem.queryPlugin)) });
+    this.mount({ prefix: "", register: async (app) => void (await app.register(pinRoutes(pins))) });
+    this.mount({ prefix: "", register: async (app) => void (await app.register(emergencyRoutes({ state: () => this.reconciler.applied?.state, pki: authorityPki(pki.authority, this.data) }))) });
     this.mount({ prefix: "", register: async (app) => void (await app.register(proofRoutes({ worm: join(this.data, "worm"), interval: this.sealIntervalMs() }))) });
     this.setEventSink(async (events) => {
       const routing = this.reconciler.applied?.state.routing;
@@ -229,7 +236,7 @@ export class Daemon {
       const received_at = new Date().toISOString();
       await journal.append(events.map((event) => ({ index: router?.route(event.action) ?? "viw-policy", event: { ...event, received_at } })));
     });
-    return { audit, keys, journal, siem, detector, pki };
+    return { audit, keys, journal, siem, detector, pki, pins, pinsService: pins.service() };
   }
 
   private sealIntervalMs(): number {
@@ -345,6 +352,7 @@ export class Daemon {
     const siem = await caps.siem.listen({ syslog: { ...at("syslog"), tls: { ...tls, issuers: certs.issuers } }, bulk: { ...at("bulk"), tls: { ...tls, issuers: certs.issuers } } });
     Object.assign(this.endpoints, { issuance: pki.issuance, pki: pki.pki, syslog: siem.syslog, bulk: siem.bulk });
     caps.detector.start();
+    caps.pins.start(caps.journal, (err) => this.logger.error({ err: (err as Error).message }, "pin telemetry failed; retrying"));
     const sealer = createSealer({
       journal: caps.journal,
       wormDir: join(this.data, "worm"),
@@ -548,8 +556,9 @@ export class Daemon {
       await step("ingest", () => caps.siem.close());
       await step("detector", () => caps.detector.stop());
       await step("sealer", () => caps.sealer?.stop());
+      await step("pins", () => caps.pins.stop());
     }
-    const own = new Set<Service>(caps ? [caps.pki, caps.siem, caps.detector, ...(caps.sealer ? [caps.sealer] : [])] : []);
+    const own = new Set<Service>(caps ? [caps.pki, caps.siem, caps.detector, caps.pinsService, ...(caps.sealer ? [caps.sealer] : [])] : []);
     for (const s of [...(this.reconciler?.serviceList ?? [])].reverse()) if (!own.has(s)) await step(s.name, () => s.close?.());
     if (this.reconciler?.applied) {
       const ap = this.reconciler.applied;

@@ -135,7 +135,12 @@ describe("viw run following a signed git remote", () => {
     expect(endpoints.admin).toBe(admin);
     expect(Object.keys(endpoints).sort()).toEqual(["admin", "bulk", "issuance", "pki", "syslog"]);
     expect(s.services.pki.revision).toBe(world.head());
-    expect(Object.keys(s.services)).toEqual(expect.arrayContaining(["pki", "ingest", "detector", "sealer"]));
+    expect(Object.keys(s.services)).toEqual(expect.arrayContaining(["pki", "ingest", "detector", "sealer", "pins"]));
+    // Other capabilities' handlers are mounted on the admin port.
+    const pins = (await get("/v1/pins")).body;
+    expect(pins.pin_sets.map((p: any) => p.id).sort()).toEqual(["backend-api", "gateway"]);
+    expect((await get("/v1/query?index=viw-policy&limit=0")).status).toBe(200);
+    expect((await get("/v1/proof")).status).toBe(400);
     const metrics = (await get("/metrics")).body as string;
     expect(metrics).toContain(`viw_config_revision_info{revision="${world.head()}"`);
   });
