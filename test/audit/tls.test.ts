@@ -9,7 +9,7 @@ import tls from "node:tls";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AuditLog, auditTlsServer, parseAuditLine, type TlsAudit } from "../../engine/audit/index.js";
-import { loadSnapshot, readDirSnapshot } from "../../engine/config/index.js";
+import { EVENT_FIELDS, loadSnapshot, readDirSnapshot } from "../../engine/config/index.js";
 import { compileRule, Engine, type AlertEvent } from "../../engine/siem/detect/index.js";
 import { openJournal, type LocalJournal, type NormalizedEvent } from "../../engine/siem/journal/index.js";
 import { makePki, read, run, spawnIdle, waitFor, type TestPki } from "./helpers.js";
@@ -204,6 +204,9 @@ describe("ACCESS_SESSION_ESTABLISH_SUCCESS and ACCESS_SESSION_TERMINATED", () =>
     expect(e1).toMatchObject({ action: "tls_session_establish", result: "success", component: "pki", extra: { subject_dn: "CN=backend.viworks.example,O=ViWorkS", serial: "1001", tls_version: "TLSv1.3" } });
     expect(e2).toMatchObject({ action: "tls_session_terminate", result: "success", error_code: "close_notify_client", session_id: e1.session_id, src_port: e1.src_port, tls_ja3: e1.tls_ja3 });
     expect(e2.bytes_out).toBeGreaterThan(0);
+    for (const ev of journal.read(0, 10_000).map((r) => r.event)) {
+      for (const k of Object.keys(ev)) expect(EVENT_FIELDS, `event field ${k}`).toHaveProperty(k);
+    }
   });
 
   it("the server closing first (Connection: close) → TERMINATED close_notify from server", async () => {
