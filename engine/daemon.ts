@@ -28,7 +28,7 @@ import {
 } from "./gitops/index.js";
 import { parseDuration, type DesiredState } from "./config/index.js";
 import { KeyRing, createPkiService, generatePrivateKey, initCa, softwareSigner, toPem, type PkiService } from "./pki/index.js";
-import { PIN_TELEMETRY_CONSUMER, PinTelemetry, authorityPki, emergencyRoutes, pinRoutes } from "./pki/pins/index.js";
+import { PIN_TELEMETRY_CONSUMER, PinTelemetry, authorityPki, emergencyRoutes, keepRenewed, pinRoutes, realClock, type Renewer } from "./pki/pins/index.js";
 import { Router, createSiemService, openJournal, type LocalJournal, type SiemService } from "./siem/index.js";
 import { Detector } from "./siem/detect/index.js";
 import { createSealer, proofRoutes, type Sealer } from "./siem/chain/index.js";
@@ -193,6 +193,7 @@ export class Daemon {
   private listenersUp = false;
   private listenerError?: string;
   private listenersTask?: Promise<void>;
+  private renewer?: Renewer;
 
   /** Resolves once every listener is bound and endpoints.json is written (rejects if they could not start). */
   whenListening(): Promise<void> {
@@ -283,7 +284,7 @@ export class Daemon {
    * production reads the keys from DATA/tls/ (listener.key, log-signing.key),
    * never creates one, and issues or renews their certificates from the CA.
    */
-  private async engineCertificates(caps: Capabilities): Promise<{ listener: { cert: string; key: string }; caChain: string; issuers: Record<string, string>; log: { key: KeyObject; cert: string; chain: string[] } }> {
+  private async engineCertificates(caps: Capabilities): Promise<{ listener: { cert: string; key: string; renew: () => Promise<{ cert: string; key: string }> }; caChain: string; issuers: Record<string, string>; log: { key: KeyObject; cert: string; chain: string[] } }> {
     const rt = caps.pki.authority.runtime;
     if (!rt) throw new Error("the CA has no applied revision");
     const issuers: Record<string, string> = {};
@@ -335,7 +336,16 @@ export class Daemon {
       await writeFile(join(devDir, "ca-chain.pem"), caChain);
     }
     return {
-      listener: { cert: lcert.cert + lcert.chain.join(""), key: lkey.export({ type: "pkcs8", format: "pem" }).toString() },
+      listener: {
+        cert: lcert.cert + lcert.chain.join(""),
+        key: lkey.export({ type: "pkcs8", format: "pem" }).toString(),
+        // Renewal keeps the key (production never creates one) and certifies it again.
+        renew: async () => {
+          const issued = await caps.pki.issueForEngine("engine-listener", createPublicKey(lkey), { cn: dns[0], dns, ip });
+          await writeFile(join(tlsDir, "listener.crt"), issued.certificate + issued.chain.join(""));
+          return { cert: issued.certificate + issued.chain.join(""), key: lkey.export({ type: "pkcs8", format: "pem" }).toString() };
+        },
+      },
       caChain,
       issuers,
       log: { key: skey, cert: scert.cert, chain: scert.chain },
@@ -349,6 +359,11 @@ export class Daemon {
     await this.timeline.useSigner(this.data, keySigner(certs.log.key, certs.log.cert + certs.log.chain.join("")));
     const tls = { cert: certs.listener.cert, key: certs.listener.key, ca: certs.caChain };
     const pki = await caps.pki.listen({ issuance: { ...at("issuance"), tls }, pki: at("pki") });
+    // The issuance listener's certificate is renewed in place (2/3 of its life) without a restart.
+    this.renewer = keepRenewed((cred) => caps.pki.setIssuanceTls({ cert: cred.cert, key: typeof cred.key === "string" ? cred.key : cred.key.export({ type: "pkcs8", format: "pem" }).toString(), ca: certs.caChain }), certs.listener.renew, realClock, {
+      current: { cert: certs.listener.cert, key: certs.listener.key },
+    });
+    this.renewer.on("failed", (err, { retryIn }) => this.logger.error({ err: err.message, retry_in_ms: retryIn }, "listener certificate renewal failed; retrying"));
     const siem = await caps.siem.listen({ syslog: { ...at("syslog"), tls: { ...tls, issuers: certs.issuers } }, bulk: { ...at("bulk"), tls: { ...tls, issuers: certs.issuers } } });
     Object.assign(this.endpoints, { issuance: pki.issuance, pki: pki.pki, syslog: siem.syslog, bulk: siem.bulk });
     caps.detector.start();
@@ -529,6 +544,11 @@ export class Daemon {
     await rename(file + ".tmp", file);
   }
 
+  /** Renews the issuance listener's certificate now (otherwise at 2/3 of its life); new handshakes get it, open connections keep theirs. */
+  renewListenerCertificate(): Promise<void> {
+    return this.renewer?.renewNow() ?? Promise.resolve();
+  }
+
   /** SIGHUP: reconcile now, retrying a remembered refusal. */
   reconcileNow(force = true): Promise<void> {
     return this.reconciler.trigger(force ? "forced (SIGHUP)" : "requested", force);
@@ -551,6 +571,7 @@ export class Daemon {
         this.logger.error({ service: name, err: (err as Error).message }, "close failed");
       }
     };
+    this.renewer?.stop();
     if (caps) {
       await step("pki", () => caps.pki.close());
       await step("ingest", () => caps.siem.close());

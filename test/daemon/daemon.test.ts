@@ -6,6 +6,7 @@
 import { createHmac, generateKeyPairSync, X509Certificate } from "node:crypto";
 import { execFileSync } from "node:child_process";
 import { request } from "node:https";
+import { connect } from "node:tls";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -269,6 +270,23 @@ describe("viw run following a signed git remote", () => {
     expect(s.applied.revision).toBe(relax);
     expect(s.applied.approvers.map((a: any) => a.principal).sort()).toEqual(["bob@viworks.example", "carol@viworks.example"]);
     expect(s.applied.relaxations).toBe(1);
+  });
+
+  it("renews the issuance listener's certificate in place, no restart", async () => {
+    const serial = () =>
+      new Promise<string>((resolve, reject) => {
+        const url = new URL(JSON.parse(readFileSync(join(data, "run", "endpoints.json"), "utf8")).issuance);
+        const s = connect({ host: url.hostname, port: Number(url.port), servername: "localhost", ca: readFileSync(join(data, "dev", "ca-chain.pem")), cert: readFileSync(join(data, "dev", "backend-client.crt")), key: readFileSync(join(data, "dev", "backend-client.key")) }, () => {
+          resolve(s.getPeerCertificate().serialNumber);
+          s.end();
+        });
+        s.on("error", reject);
+      });
+    const before = await serial();
+    await daemon.renewListenerCertificate();
+    const after = await serial();
+    expect(after).not.toBe(before);
+    expect((await issue()).status).toBe(201);
   });
 
   it("rejects a webhook with a bad signature and ignores pushes to other branches", async () => {
