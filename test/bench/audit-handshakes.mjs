@@ -1,7 +1,8 @@
 // TLS session audit cost on an issuance-like listener, on the compiled engine
 // (dist/, as `viw run` executes it; build with `npx tsc -p tsconfig.json`).
 // https, TLS 1.3 only, client certificate required; every connection a new
-// full mTLS handshake from a load process (audit-load.mjs, 8 concurrent).
+// full mTLS handshake with one request (audit-load.mjs, 8 concurrent); the
+// handler identifies the client from its certificate, as the issuance API does.
 // Modes, alternated round by round in one process after a warm-up of each:
 //   plain           no audit
 //   audited         AuditLog file + real SQLite journal + JA3 peek (what the daemon runs)
@@ -41,7 +42,8 @@ const audit = new AuditLog(f("audit"), { journal });
 async function measure(mode, seconds) {
   const server = https.createServer(
     { key: readFileSync(f("srv.key")), cert: readFileSync(f("srv.crt")), ca: readFileSync(f("ca.crt")), requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.3", handshakeTimeout: 10_000 },
-    (_req, res) => res.end("ok"),
+    // Like the issuance API (engine/pki/api.ts): the client is identified from its certificate on each connection.
+    (req, res) => res.end(req.socket.getPeerX509Certificate()?.subject ?? "anonymous"),
   );
   if (mode !== "plain") auditTlsServer(server, { listener: "issuance", audit, component: "pki", ja3: mode === "audited", isRevoked: () => false });
   await new Promise((r) => server.listen(0, "127.0.0.1", r));

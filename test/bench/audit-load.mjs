@@ -1,7 +1,7 @@
 // Handshake load for test/bench/audit.bench.ts, in its own process so the
 // client's TLS work does not share the measured server's event loop.
-// Every connection is a new full TLS 1.3 mTLS handshake (no resumption),
-// closed with close_notify once established.
+// Every connection is a new full TLS 1.3 mTLS handshake (no resumption)
+// carrying one HTTP request, closed by the server after the answer.
 // Usage: node audit-load.mjs CONFIG_JSON  ->  prints {"count","failed","seconds","rate"}
 import { readFileSync } from "node:fs";
 import tls from "node:tls";
@@ -14,9 +14,10 @@ let failed = 0;
 function once() {
   return new Promise((resolve) => {
     const sock = tls.connect({ host: "127.0.0.1", port: cfg.port, secureContext: ctx, servername: "localhost" });
+    // One request per connection, as issuance clients do; the server closes (Connection: close).
     sock.once("secureConnect", () => {
       count++;
-      sock.end();
+      sock.write("GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     });
     sock.on("error", () => void failed++);
     sock.once("close", resolve);
