@@ -123,11 +123,6 @@ export class Daemon {
     this.eventSink = sink;
   }
 
-  /** Records a bound listener's URL for endpoints.json. */
-  setEndpoint(name: ListenerName, url: string): void {
-    this.endpoints[name] = url;
-  }
-
   async start(): Promise<void> {
     const o = this.opts;
     this.startedAt = new Date();
