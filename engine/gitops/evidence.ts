@@ -96,7 +96,7 @@ export function evidenceMarkdown(ev: Evidence): string {
   out.push(`Range: ${ev.from ?? "beginning"} → ${ev.to ?? "now"}`, "");
   out.push(ev.verified ? `**${ev.verification}**` : `**WARNING — ${ev.verification}**`, "");
   for (const k of ev.keys) {
-    out.push(`- signed by key ${k.key_id} (${k.entries} entries): ${k.certificate ? `certificate ${k.certificate.subject.replace(/\n/g, ", ")}, serial ${k.certificate.serial}, issued by ${k.certificate.issuer.replace(/\n/g, ", ")}` : "the engine's timeline key (DATA/keys/timeline.key)"}`);
+    out.push(`- signed by key ${k.key_id} (${k.entries} entries): ${k.certificate ? `certificate ${k.certificate.subject.replace(/\n/g, ", ")}, serial ${k.certificate.serial}, issued by ${k.certificate.issuer.replace(/\n/g, ", ")}; chain ${k.certificate.chain_verified ? "verified" : "NOT verified"} to root SHA-256 ${k.certificate.root_sha256}` : "the engine's timeline key (DATA/keys/timeline.key)"}`);
   }
   out.push("");
   out.push("## Live revisions", "");

@@ -185,7 +185,16 @@ export interface KeyInfo {
   key_id: string;
   entries: number;
   /** The certificate of a PKI-issued key (the Log Signing Key); absent for the engine's own timeline.key. */
-  certificate?: { subject: string; issuer: string; serial: string; not_after: string };
+  certificate?: {
+    subject: string;
+    issuer: string;
+    serial: string;
+    not_after: string;
+    /** The stored chain links up to a self-signed root and the certificate is for this key. */
+    chain_verified: boolean;
+    /** Compare with the CA root you trust (e.g. DATA/dev/ca-chain.pem, or your offline root). */
+    root_sha256: string;
+  };
 }
 
 export interface Verification {
@@ -227,8 +236,21 @@ export async function readTimeline(dataDir: string): Promise<Verification> {
     for (const [key_id, n] of count) {
       const info: KeyInfo = { key_id, entries: n };
       try {
-        const c = new X509Certificate(await readFile(join(keyDir, `${key_id}.crt`)));
-        info.certificate = { subject: c.subject, issuer: c.issuer, serial: c.serialNumber, not_after: new Date(c.validTo).toISOString() };
+        const pems = (await readFile(join(keyDir, `${key_id}.crt`), "utf8")).match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+        const chain = pems.map((p) => new X509Certificate(p));
+        const c = chain[0]!;
+        // The chain as stored (leaf, issuer, ..., root): each certificate signed by the next, the key matching the leaf.
+        const linked = chain.every((cert, i) => (i + 1 < chain.length ? cert.verify(chain[i + 1]!.publicKey) : cert.verify(cert.publicKey)));
+        const keyMatches = keyIdOf(c.publicKey.export({ type: "spki", format: "der" })) === key_id;
+        const root = chain[chain.length - 1]!;
+        info.certificate = {
+          subject: c.subject,
+          issuer: c.issuer,
+          serial: c.serialNumber,
+          not_after: new Date(c.validTo).toISOString(),
+          chain_verified: linked && keyMatches && chain.length > 1,
+          root_sha256: root.fingerprint256,
+        };
       } catch {
         // the engine's own timeline key has no certificate
       }

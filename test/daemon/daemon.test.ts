@@ -318,7 +318,13 @@ describe("viw run following a signed git remote", () => {
 
     // The bootstrap entry is signed with the engine's own key, the rest with the Log Signing Key from the CA.
     expect(ev.keys).toHaveLength(2);
-    expect(ev.keys.find((k: any) => k.certificate)?.certificate.subject).toMatch(/Log Signing/);
+    const logKey = ev.keys.find((k: any) => k.certificate);
+    expect(logKey.certificate.subject).toMatch(/Log Signing/);
+    expect(logKey.certificate.chain_verified).toBe(true);
+    // The root it chains to is the CA's root (the last certificate of DATA/dev/ca-chain.pem is not necessarily the root: compare by fingerprint).
+    const { X509Certificate: X } = await import("node:crypto");
+    const roots = (readFileSync(join(data, "dev", "ca-chain.pem"), "utf8").match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []).map((p) => new X(p)).filter((c) => c.verify(c.publicKey));
+    expect(roots.map((r) => r.fingerprint256)).toContain(logKey.certificate.root_sha256);
     const md = await evidence("markdown");
     expect(md.out).toContain("timeline verified");
     expect(md.out).toContain("bob@viworks.example");
