@@ -3,7 +3,7 @@
 // (vitest's bundler) into node_modules/.cache, where the packages left
 // external still resolve. Removed when the test process exits.
 import { build } from "rolldown";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 
 const ROOT = join(import.meta.dirname, "..", "..", "..");
@@ -12,7 +12,20 @@ process.once("exit", () => {
   for (const d of made) rmSync(d, { recursive: true, force: true });
 });
 
+/** Vitest's forks may be ended without an exit event: bundles older than an hour are swept. */
+function sweep(cache: string): void {
+  for (const d of readdirSync(cache)) {
+    if (!d.startsWith("viw-test-")) continue;
+    try {
+      if (Date.now() - statSync(join(cache, d)).mtimeMs > 3_600_000) rmSync(join(cache, d), { recursive: true, force: true });
+    } catch {
+      // another process swept it
+    }
+  }
+}
+
 export async function bundleForNode(entry: string, keep = false): Promise<string> {
+  sweep(join(ROOT, "node_modules", ".cache"));
   const outDir = mkdtempSync(join(ROOT, "node_modules", ".cache", "viw-test-"));
   if (!keep) made.push(outDir);
   await build({
