@@ -409,6 +409,7 @@ export class Daemon {
       registers: [r],
     });
     const failures = new Counter({ name: "viw_reconcile_failures_total", help: "Refused or failed reconciles, by stage", labelNames: ["stage"], registers: [r] });
+    const waiting = new Gauge({ name: "viw_config_approvals_missing", help: "Approvals the last attempted revision still needs (0 when none is waiting)", registers: [r] });
     const daemon = this;
     new Gauge({
       name: "viw_ready",
@@ -421,6 +422,7 @@ export class Daemon {
     return (a) => {
       duration.observe({ result: a.ok ? "applied" : "refused" }, a.durationMs / 1000);
       if (!a.ok) failures.inc({ stage: a.stage ?? "unknown" });
+      if (a.stage !== "fetch") waiting.set(a.missing_approvals?.missing ?? 0);
       const ap = this.reconciler?.applied;
       if (a.ok && ap) {
         info.reset();

@@ -245,6 +245,7 @@ describe("viw run following a signed git remote", () => {
     expect(s.last_attempt.missing_approvals).toMatchObject({ required: 2, have: [], missing: 2 });
     expect(s.last_attempt.missing_approvals.eligible).toEqual(expect.arrayContaining(["bob@viworks.example", "carol@viworks.example"]));
     expect(s.last_attempt.missing_approvals.eligible).not.toContain("alice@viworks.example");
+    expect((await get("/metrics")).body).toMatch(/^viw_config_approvals_missing 2$/m);
     expect(s.recent_events.some((e: any) => e.action === "policy_relaxation" && e.severity === "critical" && e.trace_id === relax)).toBe(true);
     // ...and in the event flow: journaled, routed to viw-policy, queryable.
     const where = encodeURIComponent(JSON.stringify({ and: [{ "==": [{ var: "action" }, "policy_relaxation"] }, { "==": [{ var: "trace_id" }, relax] }] }));
