@@ -27,12 +27,15 @@ import {
   type Source,
 } from "./gitops/index.js";
 import { parseDuration, type DesiredState } from "./config/index.js";
-import { KeyRing, createPkiService, generatePrivateKey, initCa, softwareSigner, toPem, type PkiService } from "./pki/index.js";
+import { KeyRing, createPkiService, generatePrivateKey, initCa, normalizeSerial, softwareSigner, toPem, type PkiService } from "./pki/index.js";
 import { PIN_TELEMETRY_CONSUMER, PinTelemetry, authorityPki, emergencyRoutes, keepRenewed, pinRoutes, realClock, type Renewer } from "./pki/pins/index.js";
 import { Router, createSiemService, openJournal, type LocalJournal, type SiemService } from "./siem/index.js";
 import { Detector } from "./siem/detect/index.js";
 import { createSealer, proofRoutes, type Sealer } from "./siem/chain/index.js";
-import { AuditLog } from "./audit/index.js";
+import { AuditLog, auditTlsServer } from "./audit/index.js";
+import type { TlsAudit } from "./audit/index.js";
+import type { Server as TlsServer } from "node:tls";
+
 
 export type ListenerName = "issuance" | "pki" | "syslog" | "bulk" | "admin";
 export const LISTENER_NAMES: readonly ListenerName[] = ["issuance", "pki", "syslog", "bulk", "admin"];
@@ -189,6 +192,8 @@ export class Daemon {
   private listenerError?: string;
   private listenersTask?: Promise<void>;
   private renewer?: Renewer;
+  /** The TLS session audit hooks on the issuance, syslog and bulk listeners. */
+  private sessionAudits: TlsAudit[] = [];
 
   /** Resolves once every listener is bound and endpoints.json is written (rejects if they could not start). */
   whenListening(): Promise<void> {
@@ -353,13 +358,19 @@ export class Daemon {
     // From here on the timeline is signed with the Log Signing Key, whose certificate the CA issued.
     await this.timeline.useSigner(this.data, keySigner(certs.log.key, certs.log.cert + certs.log.chain.join("")));
     const tls = { cert: certs.listener.cert, key: certs.listener.key, ca: certs.caChain };
-    const pki = await caps.pki.listen({ issuance: { ...at("issuance"), tls }, pki: at("pki") });
+    // Every TLS listener records its sessions in the Dogtag format (engine/audit) and as journal events.
+    const isRevoked = (serial: string) => caps.pki.authority.store.get(normalizeSerial(serial) ?? serial)?.revoked_at != null;
+    // The issuance listener is an https.Server (a tls.Server underneath); the hook needs only its TLS events.
+    const auditSessions = (component: "pki" | "siem") => (name: string, server: object) => {
+      this.sessionAudits.push(auditTlsServer(server as TlsServer, { listener: name, audit: caps.audit, component, isRevoked, idleTimeoutMs: 300_000 }));
+    };
+    const pki = await caps.pki.listen({ issuance: { ...at("issuance"), tls }, pki: at("pki"), beforeListen: auditSessions("pki") });
     // The issuance listener's certificate is renewed in place (2/3 of its life) without a restart.
     this.renewer = keepRenewed((cred) => caps.pki.setIssuanceTls({ cert: cred.cert, key: typeof cred.key === "string" ? cred.key : cred.key.export({ type: "pkcs8", format: "pem" }).toString(), ca: certs.caChain }), certs.listener.renew, realClock, {
       current: { cert: certs.listener.cert, key: certs.listener.key },
     });
     this.renewer.on("failed", (err, { retryIn }) => this.logger.error({ err: err.message, retry_in_ms: retryIn }, "listener certificate renewal failed; retrying"));
-    const siem = await caps.siem.listen({ syslog: { ...at("syslog"), tls: { ...tls, issuers: certs.issuers } }, bulk: { ...at("bulk"), tls: { ...tls, issuers: certs.issuers } } });
+    const siem = await caps.siem.listen({ syslog: { ...at("syslog"), tls: { ...tls, issuers: certs.issuers } }, bulk: { ...at("bulk"), tls: { ...tls, issuers: certs.issuers } }, beforeListen: auditSessions("siem") });
     Object.assign(this.endpoints, { issuance: pki.issuance, pki: pki.pki, syslog: siem.syslog, bulk: siem.bulk });
     caps.detector.start();
     caps.pins.start(caps.journal, (err) => this.logger.error({ err: (err as Error).message }, "pin telemetry failed; retrying"));
@@ -569,6 +580,7 @@ export class Daemon {
       }
     };
     this.renewer?.stop();
+    await Promise.all(this.sessionAudits.map((a) => step(`audit ${a.listener}`, () => a.shutdown(2_000))));
     if (caps) {
       await step("pki", () => caps.pki.close());
       await step("ingest", () => caps.siem.close());

@@ -16,6 +16,7 @@ export { JSONLOGIC_OPERATORS, walkLogic } from "./jsonlogic.js";
 export { parseCidr, cidrContainsIp, cidrContainsCidr, ipBytes, dnsMatches, dnsWithinSubtree } from "./net.js";
 export { USAGE_MAX_VALIDITY, MAX_RULE_WINDOW, isEd25519PublicKey } from "./semantic.js";
 export { packageRoot, schemasDir } from "./paths.js";
+export { CONFIG_FOLDERS } from "./kinds.js";
 export * from "./types.js";
 export { planChanges, judge } from "./plan.js";
 export type { Plan, Change, Verdict } from "./plan.js";

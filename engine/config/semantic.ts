@@ -303,7 +303,10 @@ function checkPinSet(ctx: Ctx, f: ParsedFile): void {
   if (s.roll.to !== undefined) {
     const target = s.pins.find((p) => p.sha256 === s.roll.to);
     if (!target) ctx.out.push(diag(f, ["roll", "to"], `roll.to \`${s.roll.to}\` is not one of this set's pins`));
-    else if (target.role !== "backup") ctx.out.push(diag(f, ["roll", "to"], `roll.to must name a deployed backup pin; \`${s.roll.to}\` is ${target.role}`));
+    // Once retired, the roll's target has become the primary; before that it must be a deployed backup.
+    else if (target.role === "retired" || (target.role === "primary" && s.roll.phase !== "retired")) {
+      ctx.out.push(diag(f, ["roll", "to"], `roll.to must name a deployed backup pin${s.roll.phase === "retired" ? " (or, once retired, the new primary)" : ""}; \`${s.roll.to}\` is ${target.role}`));
+    }
   }
   if ((s.roll.phase === "cutover" || s.roll.phase === "backup-deployed") && s.roll.to === undefined && s.roll.phase === "cutover") {
     ctx.out.push(diag(f, ["roll", "phase"], "phase cutover needs roll.to: the backup pin whose key certificates are now issued for"));

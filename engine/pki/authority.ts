@@ -2,7 +2,7 @@ import "reflect-metadata";
 import { createHash, createPublicKey, generateKeyPairSync, X509Certificate, type KeyObject } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import type { DesiredState, IssuanceClient, IssuanceOperation, ProfileDoc } from "../config/index.js";
+import type { DesiredState, IssuanceClient, IssuanceOperation, PinSetDoc, ProfileDoc } from "../config/index.js";
 import { parseDuration } from "../config/index.js";
 import { buildCrl } from "./crl.js";
 import { parseCsr, type Csr, type Sans } from "./csr.js";
@@ -14,6 +14,7 @@ import { KeyError, softwareSigner } from "./keys/index.js";
 import { algorithmOf } from "./keys/common.js";
 import { OCSPResponseStatus, OcspMalformed, ocspError, parseOcspRequest, signOcspResponse, type CertState, type Responder } from "./ocsp.js";
 import { checkClientNames, enforceProfile, type Decision } from "./profile.js";
+import { checkProfileIssuance } from "./pins/roll.js";
 import type { KeyProvider } from "./signer.js";
 import { CertStore, REASON_CODES, type CertRecord, type RevocationReason } from "./store.js";
 import { extensions, fromPem, normalizeSerial, spkiOf, toPem, wholeSeconds } from "./x509.js";
@@ -41,6 +42,7 @@ export interface Runtime {
   profiles: ReadonlyMap<string, ProfileDoc>;
   clients: readonly IssuanceClient[];
   responders: ReadonlyMap<string, Responder>;
+  pinSets: ReadonlyMap<string, PinSetDoc>;
 }
 
 export interface IssuedCertificate {
@@ -152,7 +154,7 @@ export class Authority {
       if (prev && prevIssuer?.cert.der.equals(issuer.cert.der) && prevIssuer.doc.ocsp?.responder === issuer.doc.ocsp?.responder) responders.set(issuer.id, prev);
       else responders.set(issuer.id, await this.responderFor(issuer));
     }
-    return { revision: state.revision, issuers, profiles: state.profiles, clients: state.issuanceClients, responders };
+    return { revision: state.revision, issuers, profiles: state.profiles, clients: state.issuanceClients, responders, pinSets: state.pinSets };
   }
 
   /** Swaps in a built runtime; a changed issuer certificate gets a fresh CRL. */
@@ -320,6 +322,16 @@ export class Authority {
     return profile;
   }
 
+  /**
+   * A profile bound to a pin set only certifies keys its roll phase allows
+   * (engine/pki/pins/roll.ts): a certificate for any other key would be
+   * rejected by every pinned client.
+   */
+  private pinGate(rt: Runtime, profile: ProfileDoc, spkiDer: Uint8Array): void {
+    const refusal = checkProfileIssuance(rt.pinSets, profile, spkiDer, this.now());
+    if (refusal) throw new IssueError(400, refusal.code, refusal.message, "csr");
+  }
+
   /** POST /v1/certs/issue/{server,client}. */
   async issue(usage: "server" | "client", body: unknown, who: ClientIdentity): Promise<IssuedCertificate> {
     const rt = this.need();
@@ -328,6 +340,7 @@ export class Authority {
     if (profile.usage !== usage) throw new IssueError(400, "wrong_usage", `profile ${profile.id} is a ${profile.usage} profile; use /v1/certs/issue/${profile.usage === "signing" ? "…" : profile.usage}`, "profile");
     const client = this.authorize(who, "issue", profile.id);
     const csr = await parseCsr(body.csr);
+    this.pinGate(rt, profile, csr.spkiDer);
     const issuer = rt.issuers.get(profile.issuer)!;
     const decision = enforceProfile({ profile, issuer: issuer.doc, issuerNotAfter: issuer.cert.notAfter, csr, request: body, now: this.now() });
     checkClientNames(client, decision.sans);
@@ -355,6 +368,7 @@ export class Authority {
     const profile = rt.profiles.get(rec.profile);
     if (!profile) throw new IssueError(409, "profile_gone", `profile ${rec.profile} of certificate ${rec.serial} is not in revision ${rt.revision}`, "serial");
     const csr = await parseCsr(body.csr);
+    this.pinGate(rt, profile, csr.spkiDer);
     const issuer = rt.issuers.get(profile.issuer)!;
     const decision = enforceProfile({
       profile,
@@ -441,6 +455,7 @@ export class Authority {
     const issuer = rt.issuers.get(profile.issuer);
     if (!issuer) throw new IssueError(503, "issuer_unavailable", `no issuer ${profile.issuer}`);
     const spkiDer = Buffer.from(publicKey.export({ type: "spki", format: "der" }));
+    this.pinGate(rt, profile, spkiDer);
     const csr: Csr = { subject: names.cn ? { CN: names.cn } : {}, spkiDer, publicKeyBits: publicKeyBits(spkiDer), publicKey, keyAlgorithm: algorithmOf(publicKey), sans: { dns: names.dns ?? [], ip: names.ip ?? [], uri: names.uri ?? [] } };
     const decision = enforceProfile({ profile, issuer: issuer.doc, issuerNotAfter: issuer.cert.notAfter, csr, request: { ...(names.validity ? { validity: names.validity } : {}) }, now: this.now() });
     return this.sign(rt, profile, decision, csr, "engine");

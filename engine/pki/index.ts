@@ -23,4 +23,4 @@ export { CertStore, REASON_CODES, type RevocationReason } from "./store.js";
 export { buildCrl } from "./crl.js";
 export { parseCsr } from "./csr.js";
 export { enforceProfile } from "./profile.js";
-export { toPem, fromPem } from "./x509.js";
+export { toPem, fromPem, normalizeSerial } from "./x509.js";

@@ -20,6 +20,8 @@ export interface PkiServiceOptions extends AuthorityOptions {
 export interface ListenOptions {
   issuance?: { host: string; port: number; tls: IssuanceTls };
   pki?: { host: string; port: number };
+  /** Called with each TLS server before it listens (the daemon attaches the TLS session audit). */
+  beforeListen?: (name: "issuance", server: Server) => void;
 }
 
 /** The CA/OCSP service the daemon hosts; see engine/pki/index.ts. */
@@ -96,6 +98,7 @@ export function createPkiService(options: PkiServiceOptions): PkiService {
       if (opts.issuance) {
         issuance = createIssuanceServer(authority, opts.issuance.tls, { bodyLimit: options.bodyLimit, log: options.log });
         servers.push(issuance);
+        opts.beforeListen?.("issuance", issuance);
         out.issuance = url("https", await listenOn(issuance, opts.issuance.host, opts.issuance.port));
       }
       if (opts.pki) {

@@ -64,6 +64,26 @@ describe("viw run --dev as a process", () => {
     // Logs are JSON lines (pino).
     expect(JSON.parse(stdout.split("\n")[0]!).msg).toBeTruthy();
 
+    // Every TLS session on the issuance port is audited (Dogtag format) and journaled: a TLS 1.2 client is refused
+    // with the version named, the dev client certificate is established with its DN.
+    const issuance = new URL(endpoints.issuance);
+    spawnSync("openssl", ["s_client", "-tls1_2", "-connect", `127.0.0.1:${issuance.port}`], { input: "", timeout: 10_000 });
+    const dev = join(data, "dev");
+    const curl = spawnSync("curl", ["-s", "--cert", join(dev, "backend-client.crt"), "--key", join(dev, "backend-client.key"), "--cacert", join(dev, "ca-chain.pem"), `${endpoints.issuance}/v1/ca/chain?issuer=int-tls`], { encoding: "utf8", timeout: 10_000 });
+    expect(curl.stdout).toContain("BEGIN CERTIFICATE");
+    const auditLog = join(data, "audit", "audit.log");
+    const lines = await until("audit lines", () => {
+      const text = existsSync(auditLog) ? readFileSync(auditLog, "utf8") : "";
+      return /ESTABLISH_FAILURE.*protocol version/.test(text) && /ESTABLISH_SUCCESS\]\[ClientIP=[^\]]*\]\[ServerIP=[^\]]*\]\[SubjectID=[^\]]*backend\.viworks\.example/.test(text) ? text : undefined;
+    }, 10_000);
+    expect(lines).toMatch(/\[issuance\] \[AuditEvent=ACCESS_SESSION_ESTABLISH_FAILURE\]\[ClientIP=127\.0\.0\.1\]\[ServerIP=127\.0\.0\.1\]\[AttemptedID=\]\[Outcome=Failure\]\[Info=protocol version not allowed/);
+    const where = encodeURIComponent(JSON.stringify({ "==": [{ var: "error_code" }, "protocol_version"] }));
+    const events = await until("the session events in the store", async () => {
+      const r = (await (await fetch(`${endpoints.admin}/v1/query?index=viw-pki&since=1h&where=${where}`)).json()) as { total: number; hits: { action: string; result: string }[] };
+      return r.total > 0 ? r : undefined;
+    }, 10_000);
+    expect(events.hits[0]).toMatchObject({ action: "tls_session_establish", result: "failure", component: "pki" });
+
     // An edited file is live within 2 s.
     const profile = join(repo, "profiles", "backend-api.yaml");
     writeFileSync(profile, readFileSync(profile, "utf8").replace("default: 90d", "default: 80d"));

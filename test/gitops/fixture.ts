@@ -51,6 +51,10 @@ export function makeWorld(): World {
   // A push-to-checkout origin: tests commit into it directly, as a forge's branch would move.
   git("config", "receive.denyCurrentBranch", "updateInstead");
   for (const f of FOLDERS) cpSync(join(MAIN, f), join(repo, f), { recursive: true });
+  // The default pins are ViWorkS's production keys; the tests issue for fresh keys, so backend-api is unbound
+  // from its pin set here (pin-aware issuance is tested in test/pins/ and test/pki/pin-gate.test.ts).
+  const apiProfile = join(repo, "profiles", "backend-api.yaml");
+  writeFileSync(apiProfile, readFileSync(apiProfile, "utf8").replace(/^pin_set: .*$/m, ""));
   const world: World = {
     root,
     repo,

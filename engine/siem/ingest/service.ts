@@ -41,6 +41,8 @@ export interface SiemServiceOptions {
 export interface ListenOptions {
   syslog?: { host?: string; port: number; tls: ListenerTls };
   bulk?: { host?: string; port: number; tls: ListenerTls };
+  /** Called with each TLS server before it listens (the daemon attaches the TLS session audit). */
+  beforeListen?: (name: "syslog" | "bulk", server: TlsServer | HttpsServer) => void;
 }
 
 export interface SiemService extends Service {
@@ -195,11 +197,13 @@ export async function createSiemService(opts: SiemServiceOptions): Promise<SiemS
       if (l.syslog) {
         const server = createSyslogServer(ctx, l.syslog.tls, opts.syslog);
         servers.push(server);
+        l.beforeListen?.("syslog", server);
         out.syslog = hostPort(await bind(server, l.syslog.host ?? "127.0.0.1", l.syslog.port));
       }
       if (l.bulk) {
         const server = createBulkServer(ctx, l.bulk.tls, opts.bulk);
         servers.push(server);
+        l.beforeListen?.("bulk", server);
         out.bulk = `https://${hostPort(await bind(server, l.bulk.host ?? "127.0.0.1", l.bulk.port))}`;
       }
       return out;
