@@ -1,7 +1,6 @@
-import { parseArgs } from "node:util";
 import { parseDuration } from "../config/index.js";
 import { AgentError, renewOnce, runAgent, type AgentOptions, type KeyType } from "../pki/pins/index.js";
-import { UsageError } from "./main.js";
+import { parseOptions, UsageError } from "./args.js";
 
 const USAGE = `usage: viw agent renew --cert FILE --key FILE [--exec CMD] [--url https://HOST:8444]
          [--client-cert FILE --client-key FILE] [--ca FILE] [--profile ID] [--usage server|client]
@@ -15,33 +14,27 @@ const KEY_TYPES: readonly KeyType[] = ["ecdsa-p256", "ecdsa-p384", "rsa-2048", "
 export async function main(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub !== "renew") throw new UsageError(sub ? `unknown agent command \`${sub}\`\n${USAGE}` : USAGE);
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: rest,
-      options: {
-        cert: { type: "string" },
-        key: { type: "string" },
-        exec: { type: "string" },
-        url: { type: "string", default: "https://localhost:8444" },
-        "client-cert": { type: "string" },
-        "client-key": { type: "string" },
-        ca: { type: "string" },
-        profile: { type: "string" },
-        usage: { type: "string" },
-        "reuse-key": { type: "boolean", default: false },
-        "backup-key": { type: "string" },
-        "key-type": { type: "string" },
-        "renew-before": { type: "string" },
-        "alert-before": { type: "string" },
-        once: { type: "boolean", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n${USAGE}`);
-  }
+  const { values } = parseOptions(
+    rest,
+    {
+      cert: { type: "string" },
+      key: { type: "string" },
+      exec: { type: "string" },
+      url: { type: "string", default: "https://localhost:8444" },
+      "client-cert": { type: "string" },
+      "client-key": { type: "string" },
+      ca: { type: "string" },
+      profile: { type: "string" },
+      usage: { type: "string" },
+      "reuse-key": { type: "boolean", default: false },
+      "backup-key": { type: "string" },
+      "key-type": { type: "string" },
+      "renew-before": { type: "string" },
+      "alert-before": { type: "string" },
+      once: { type: "boolean", default: false },
+    },
+    USAGE,
+  );
   if (!values.cert || !values.key) throw new UsageError(`--cert and --key are required\n${USAGE}`);
   if (!!values["client-cert"] !== !!values["client-key"]) throw new UsageError("--client-cert and --client-key go together");
   if (values.usage !== undefined && values.usage !== "server" && values.usage !== "client") throw new UsageError(`--usage must be server or client, not ${values.usage}`);

@@ -1,16 +1,7 @@
 /** `viw approve REV [--repo DIR] [--key SSH_KEY] [--push REMOTE]`: a signed approval of a revision, in git notes. */
 import { parseArgs } from "node:util";
 import { approve, APPROVALS_REF } from "../gitops/index.js";
-import { UsageError } from "./main.js";
-
-/** parseArgs' own errors (unknown option, missing value) are usage errors: exit 2 with the message. */
-function parseOrUsage<T>(parse: () => T): T {
-  try {
-    return parse();
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-}
+import { parseOrUsage, UsageError } from "./args.js";
 
 export async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseOrUsage(() => parseArgs({

@@ -23,3 +23,12 @@ export function oneOf<T extends string>(option: string, value: string | undefine
   }
   return value as T;
 }
+
+/** Runs a parse whose errors (unknown option, missing value) are usage errors, for commands that build their own parseArgs call. */
+export function parseOrUsage<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}

@@ -1,16 +1,7 @@
 /** `viw evidence [--data DIR] [--from T] [--to T] [--format json|markdown]`: which reviewed commit was live when. Exit 1 when the timeline does not verify. */
 import { parseArgs } from "node:util";
 import { buildEvidence, evidenceMarkdown } from "../gitops/index.js";
-import { UsageError } from "./main.js";
-
-/** parseArgs' own errors (unknown option, missing value) are usage errors: exit 2 with the message. */
-function parseOrUsage<T>(parse: () => T): T {
-  try {
-    return parse();
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-}
+import { parseOrUsage, UsageError } from "./args.js";
 
 function time(flag: string, v: string | undefined): Date | undefined {
   if (v === undefined) return undefined;

@@ -1,8 +1,7 @@
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { aggregateEvents, openStore, queryEvents, QueryError } from "../siem/store/index.js";
-import { UsageError } from "./main.js";
+import { parseOptions, UsageError } from "./args.js";
 
 const USAGE =
   "usage: viw query [--data DIR | --admin URL] [--index I] [--since 1h|ISO] [--until 1h|ISO] [--where JSONLOGIC] [--limit N] [--group-by FIELD] [--interval D] [--format json|ndjson]";
@@ -13,28 +12,22 @@ const USAGE =
  * asks a daemon's admin port (`--admin http://127.0.0.1:9090`).
  */
 export async function main(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        data: { type: "string", default: process.env.VIW_DATA ?? ".viw-data" },
-        admin: { type: "string" },
-        index: { type: "string" },
-        since: { type: "string" },
-        until: { type: "string" },
-        where: { type: "string" },
-        limit: { type: "string" },
-        "group-by": { type: "string" },
-        interval: { type: "string" },
-        format: { type: "string", default: "json" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n${USAGE}`);
-  }
+  const { values } = parseOptions(
+    argv,
+    {
+      data: { type: "string", default: process.env.VIW_DATA ?? ".viw-data" },
+      admin: { type: "string" },
+      index: { type: "string" },
+      since: { type: "string" },
+      until: { type: "string" },
+      where: { type: "string" },
+      limit: { type: "string" },
+      "group-by": { type: "string" },
+      interval: { type: "string" },
+      format: { type: "string", default: "json" },
+    },
+    USAGE,
+  );
   if (values.format !== "json" && values.format !== "ndjson") throw new UsageError(`--format must be json or ndjson, not ${values.format}`);
   if (values.limit !== undefined && !/^\d+$/.test(values.limit)) throw new UsageError(`--limit must be a non-negative integer, not ${values.limit}`);
   const aggregate = values["group-by"] !== undefined || values.interval !== undefined;

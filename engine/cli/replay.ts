@@ -1,31 +1,24 @@
-import { parseArgs } from "node:util";
 import { resolve } from "node:path";
 import { parseDuration } from "../config/index.js";
 import { formatReplay, loadRevision, replayStates, ReplayError, storedEvents } from "../siem/detect/index.js";
-import { UsageError } from "./main.js";
+import { parseOptions, UsageError } from "./args.js";
 
 const USAGE = "usage: viw replay --base REV [--head REV] [--since 7d] [--repo DIR] [--data DIR] [--format text|markdown]";
 
 /** `viw replay`: the alerts a rule change adds and removes on the stored events. */
 export async function main(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        base: { type: "string" },
-        head: { type: "string", default: "HEAD" },
-        since: { type: "string", default: "7d" },
-        repo: { type: "string", default: "." },
-        data: { type: "string", default: process.env.VIW_DATA ?? ".viw-data" },
-        format: { type: "string", default: "text" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n${USAGE}`);
-  }
+  const { values } = parseOptions(
+    argv,
+    {
+      base: { type: "string" },
+      head: { type: "string", default: "HEAD" },
+      since: { type: "string", default: "7d" },
+      repo: { type: "string", default: "." },
+      data: { type: "string", default: process.env.VIW_DATA ?? ".viw-data" },
+      format: { type: "string", default: "text" },
+    },
+    USAGE,
+  );
   if (!values.base) throw new UsageError(`--base is required\n${USAGE}`);
   if (values.format !== "text" && values.format !== "markdown") throw new UsageError(`--format must be text or markdown, not ${values.format}`);
   let sinceMs: number;

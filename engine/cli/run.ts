@@ -2,16 +2,7 @@
 import { parseArgs } from "node:util";
 import { isDuration } from "../config/index.js";
 import { createDaemon, LISTENER_NAMES, type DaemonOptions, type ListenerName } from "../daemon.js";
-import { UsageError } from "./main.js";
-
-/** parseArgs' own errors (unknown option, missing value) are usage errors: exit 2 with the message. */
-function parseOrUsage<T>(parse: () => T): T {
-  try {
-    return parse();
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-}
+import { parseOrUsage, UsageError } from "./args.js";
 
 const USAGE = "usage: viw run [--repo DIR | --git URL --branch B] [--data DIR] [--trust FILE] [--trust-gpg GNUPGHOME] [--dev] [--listen NAME=HOST:PORT ...] [--seal-interval D] [--store sqlite|elasticsearch] [--elasticsearch-url URL] [--allow-rollback] [--poll-interval D]";
 

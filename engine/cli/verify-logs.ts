@@ -1,9 +1,8 @@
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { checkProof, proofFor, verifyChain, type InclusionProof, type VerifyReport } from "../siem/chain/index.js";
-import { UsageError } from "./main.js";
+import { parseOptions, UsageError } from "./args.js";
 
 const USAGE = "usage: viw verify-logs [--data DIR | --worm DIR] [--ca FILE] [--checkpoint FILE] [--event EVENT_ID [--proof FILE]] [--format text|json]";
 
@@ -53,25 +52,19 @@ function printReport(r: VerifyReport): void {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        data: { type: "string" },
-        worm: { type: "string" },
-        ca: { type: "string" },
-        checkpoint: { type: "string" },
-        event: { type: "string" },
-        proof: { type: "string" },
-        format: { type: "string", default: "text" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n${USAGE}`);
-  }
+  const { values } = parseOptions(
+    argv,
+    {
+      data: { type: "string" },
+      worm: { type: "string" },
+      ca: { type: "string" },
+      checkpoint: { type: "string" },
+      event: { type: "string" },
+      proof: { type: "string" },
+      format: { type: "string", default: "text" },
+    },
+    USAGE,
+  );
   if (values.format !== "text" && values.format !== "json") throw new UsageError(`--format must be text or json, not ${values.format}\n${USAGE}`);
   if (values.data !== undefined && values.worm !== undefined) throw new UsageError(`give --data or --worm, not both\n${USAGE}`);
   if (values.proof !== undefined && values.event === undefined) throw new UsageError(`--proof needs --event EVENT_ID\n${USAGE}`);
