@@ -12,7 +12,7 @@ import Fastify from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadSnapshot, readDirSnapshot, type DesiredState } from "../../engine/config/index.js";
 import { authorityPki, emergencyRotate, emergencyRoutes, pinOf, renewOnce } from "../../engine/pki/pins/index.js";
-import { api, makeCsr, REPO, run, startPki, type Pki } from "../pki/fixture.js";
+import { api, loadState, makeCsr, REPO, run, startPki, type Pki } from "../pki/fixture.js";
 
 const work = mkdtempSync(join(tmpdir(), "viw-emergency-"));
 const hex = (s: string) => s.toLowerCase().replace(/^0+/, "");
@@ -54,7 +54,12 @@ describe("emergency rotation of a pin set", () => {
   it("revokes every live certificate of the set's profile, reissues those of pinned keys for the same key, CRL and OCSP updated", async () => {
     const g1 = await issue("g1", "tls-gateway", "gw.viworks.example", gwKey.csr);
     const edge = makeCsr(work, "edge1", "/CN=edge1.gw.viworks.example", "DNS:edge1.gw.viworks.example");
-    const stray = await issue("stray", "tls-gateway", "edge1.gw.viworks.example", edge.csr); // a key the pin set does not list
+    // A key the pin set does not list: certified under an earlier revision, before the profile was bound to the set
+    // (the pin gate refuses it today).
+    await (await p.svc.prepare(await loadState(REPO), state)).commit();
+    const stray = await issue("stray", "tls-gateway", "edge1.gw.viworks.example", edge.csr);
+    const applied = await p.svc.prepare(state, undefined);
+    applied.commit();
     const vpn = await issue("vpn", "vpn-server", "ovpn.ams1.viworks.example", makeCsr(work, "vpn", "/CN=ovpn.ams1.viworks.example", "DNS:ovpn.ams1.viworks.example").csr);
     const pki = authorityPki(p.svc.authority, p.data);
 

@@ -3,7 +3,7 @@
 // (vitest's bundler) into node_modules/.cache, where the packages left
 // external still resolve. Removed when the test process exits.
 import { build } from "rolldown";
-import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 
 const ROOT = join(import.meta.dirname, "..", "..", "..");
@@ -25,6 +25,8 @@ function sweep(cache: string): void {
 }
 
 export async function bundleForNode(entry: string, keep = false): Promise<string> {
+  // A fresh clone has no node_modules/.cache yet.
+  mkdirSync(join(ROOT, "node_modules", ".cache"), { recursive: true });
   sweep(join(ROOT, "node_modules", ".cache"));
   const outDir = mkdtempSync(join(ROOT, "node_modules", ".cache", "viw-test-"));
   if (!keep) made.push(outDir);
