@@ -1,6 +1,7 @@
 import { cp, mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { captureOutput } from "../capture.js";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
 export const CONFIG_FOLDERS = ["profiles", "pins", "policies", "detections", "dashboards"];
@@ -13,27 +14,18 @@ export async function defaultRepoCopy(overlay?: string): Promise<string> {
   return dir;
 }
 
-/** Runs a `viw` command in-process and captures what it prints. */
+/** Runs a `viw` command in-process and captures what it prints; a usage error is exit 2 with its message on stderr. */
 export async function runViw(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const { runCli } = await import("../../engine/cli/main.js");
-  let stdout = "";
-  let stderr = "";
-  const out = process.stdout.write.bind(process.stdout);
-  const err = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((c: string | Uint8Array) => ((stdout += String(c)), true)) as typeof process.stdout.write;
-  process.stderr.write = ((c: string | Uint8Array) => ((stderr += String(c)), true)) as typeof process.stderr.write;
-  try {
-    let code: number;
+  let usage = "";
+  const r = await captureOutput(async () => {
     try {
-      code = await runCli(argv);
+      return await runCli(argv);
     } catch (e) {
       if ((e as Error).constructor.name !== "UsageError") throw e;
-      stderr += (e as Error).message;
-      code = 2;
+      usage = (e as Error).message;
+      return 2;
     }
-    return { code, stdout, stderr };
-  } finally {
-    process.stdout.write = out;
-    process.stderr.write = err;
-  }
+  });
+  return { code: r.code, stdout: r.out, stderr: r.err + usage };
 }

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { approve, countApprovals, isDescendant, readApprovals, verifyCommit, APPROVALS_REF } from "../../engine/gitops/index.js";
 import { main as approveMain } from "../../engine/cli/approve.js";
 import { makeWorld, type World } from "./fixture.js";
+import { captureOutput } from "../capture.js";
 
 let w: World;
 let signed: string;
@@ -64,21 +65,14 @@ describe("approvals", () => {
   });
 
   it("viw approve signs with the key given and says how to publish it; a bad revision is exit 1", async () => {
-    const out: string[] = [];
-    const orig = process.stdout.write.bind(process.stdout);
-    const origErr = process.stderr.write.bind(process.stderr);
-    process.stdout.write = ((c: string) => (out.push(String(c)), true)) as typeof process.stdout.write;
-    process.stderr.write = ((c: string) => (out.push(String(c)), true)) as typeof process.stderr.write;
-    try {
-      expect(await approveMain([second, "--repo", w.repo, "--key", w.key("dave")])).toBe(0);
-      expect(await approveMain(["nope", "--repo", w.repo, "--key", w.key("dave")])).toBe(1);
-    } finally {
-      process.stdout.write = orig;
-      process.stderr.write = origErr;
-    }
-    expect(out.join("")).toContain(`approved commit ${second}`);
-    expect(out.join("")).toContain("git push <remote> refs/notes/viw-approvals");
-    expect(out.join("")).toContain("unknown revision nope");
+    const ok = await captureOutput(() => approveMain([second, "--repo", w.repo, "--key", w.key("dave")]));
+    const bad = await captureOutput(() => approveMain(["nope", "--repo", w.repo, "--key", w.key("dave")]));
+    expect(ok.code).toBe(0);
+    expect(bad.code).toBe(1);
+    const out = ok.out + ok.err + bad.out + bad.err;
+    expect(out).toContain(`approved commit ${second}`);
+    expect(out).toContain("git push <remote> refs/notes/viw-approvals");
+    expect(out).toContain("unknown revision nope");
     expect((await readApprovals(w.repo, second, w.allowedSigners)).map((a) => a.principal)).toContain("dave@viworks.example");
   });
 

@@ -13,9 +13,10 @@
  * (loose `==`, truthiness of [], parseFloat in `+`, `*` without an initial
  * value, and so on), including the odd corners.
  */
-import { JSONLOGIC_OPERATORS, parseDuration } from "../../config/index.js";
+import { JSONLOGIC_OPERATORS } from "../../config/index.js";
 import type { ListDoc, PinSetDoc } from "../../config/index.js";
 import { eventTime } from "./time.js";
+import { pinRetiredFrom as retiredFrom } from "../../pki/pins/roll.js";
 
 /** A compiled condition: `data` is what `var` reads (the event, or an element inside map/filter/...); `root` is the event. */
 export type Compiled = (data: unknown, root: unknown) => unknown;
@@ -107,19 +108,8 @@ export function fieldGetter(path: string): (event: unknown) => unknown {
 
 /** The time from which a pin is no longer accepted by its set (Infinity: always accepted). */
 export function pinRetiredFrom(set: PinSetDoc): Map<string, number> {
-  const out = new Map<string, number>();
-  const roll = set.roll;
-  for (const p of set.pins) {
-    let from = Infinity;
-    if (p.role === "retired") from = p.retired_at === undefined ? -Infinity : Date.parse(p.retired_at);
-    else if (p.role === "primary" && roll.to !== undefined && p.sha256 !== roll.to) {
-      // The outgoing primary: accepted during the cutover window, then a mismatch.
-      if (roll.phase === "cutover") from = Date.parse(roll.since) + (roll.window ? parseDuration(roll.window) : 0);
-      else if (roll.phase === "retired") from = Date.parse(roll.since);
-    }
-    out.set(p.sha256, from);
-  }
-  return out;
+  // The pin-roll rules live with the pins (engine/pki/pins/roll.ts); the detector only tabulates them per set.
+  return new Map(set.pins.map((p) => [p.sha256, retiredFrom(set, p.sha256)!]));
 }
 
 function listSet(list: ListDoc): Set<string> {

@@ -7,6 +7,7 @@ import { openStore } from "../../../engine/siem/store/index.js";
 import { openJournal } from "../../../engine/siem/journal/index.js";
 import { main } from "../../../engine/cli/replay.js";
 import { ROOT } from "./helpers.js";
+import { captureOutput } from "../../capture.js";
 
 let dir: string;
 let repo: string;
@@ -15,20 +16,7 @@ let c2: string;
 
 const git = (...args: string[]) => execFileSync("git", ["-C", repo, ...args], { encoding: "utf8" }).trim();
 
-async function capture(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const o = process.stdout.write.bind(process.stdout);
-  const e = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((c: string) => ((out += c), true)) as typeof process.stdout.write;
-  process.stderr.write = ((c: string) => ((err += c), true)) as typeof process.stderr.write;
-  try {
-    return { code: await main(argv), out, err };
-  } finally {
-    process.stdout.write = o;
-    process.stderr.write = e;
-  }
-}
+const capture = (argv: string[]) => captureOutput(() => main(argv));
 
 const now = Date.now();
 const at = (ms: number) => new Date(now - 60 * 60_000 + ms).toISOString();

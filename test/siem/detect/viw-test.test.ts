@@ -4,23 +4,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { main } from "../../../engine/cli/test.js";
 import { ROOT } from "./helpers.js";
+import { captureOutput } from "../../capture.js";
 
 let repo: string;
 
-async function capture(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const o = process.stdout.write.bind(process.stdout);
-  const e = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((c: string) => ((out += c), true)) as typeof process.stdout.write;
-  process.stderr.write = ((c: string) => ((err += c), true)) as typeof process.stderr.write;
-  try {
-    return { code: await main(argv), out, err };
-  } finally {
-    process.stdout.write = o;
-    process.stderr.write = e;
-  }
-}
+const capture = (argv: string[]) => captureOutput(() => main(argv));
 
 beforeAll(() => {
   repo = mkdtempSync(join(tmpdir(), "viw-test-cmd-"));
