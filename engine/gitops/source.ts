@@ -6,7 +6,7 @@
  */
 import { watch, type FSWatcher } from "chokidar";
 import { relative, sep } from "node:path";
-import { readDirSnapshot, type Snapshot } from "../config/index.js";
+import { CONFIG_FOLDERS, readDirSnapshot, type Snapshot } from "../config/index.js";
 
 export interface Source {
   readonly kind: "dir" | "git";
@@ -23,9 +23,6 @@ export interface Source {
   close(): Promise<void>;
 }
 
-// The top-level folders readDirSnapshot reads (engine/config/kinds.ts CONFIG_FOLDERS,
-// not exported from engine/config/index.ts yet): only changes there matter.
-const CONFIG_FOLDERS = ["policies", "profiles", "detections", "dashboards", "pins"];
 
 /** Debounces bursts (an editor's save, a `git checkout`) into one call. */
 export function debounce(fn: () => void, ms: number): { (): void; cancel(): void } {
@@ -65,7 +62,7 @@ export class DirSource implements Source {
       const rel = relative(this.root, path);
       if (!rel) return false;
       const parts = rel.split(sep);
-      return !CONFIG_FOLDERS.includes(parts[0]!) || parts.some((p) => p.startsWith("."));
+      return !(CONFIG_FOLDERS as readonly string[]).includes(parts[0]!) || parts.some((p) => p.startsWith("."));
     };
     this.watcher = watch(this.root, { ignoreInitial: true, ignored, awaitWriteFinish: false });
     this.watcher.on("all", () => this.debounced?.());
