@@ -365,8 +365,12 @@ export class Daemon {
       this.sessionAudits.push(auditTlsServer(server as TlsServer, { listener: name, audit: caps.audit, component, isRevoked, idleTimeoutMs: 300_000 }));
     };
     const pki = await caps.pki.listen({ issuance: { ...at("issuance"), tls }, pki: at("pki"), beforeListen: auditSessions("pki") });
-    // The issuance listener's certificate is renewed in place (2/3 of its life) without a restart.
-    this.renewer = keepRenewed((cred) => caps.pki.setIssuanceTls({ cert: cred.cert, key: typeof cred.key === "string" ? cred.key : cred.key.export({ type: "pkcs8", format: "pem" }).toString(), ca: certs.caChain }), certs.listener.renew, realClock, {
+    // The listeners' certificate is renewed in place (2/3 of its life) without a restart: issuance, syslog and bulk share it.
+    this.renewer = keepRenewed((cred) => {
+      const renewed = { cert: cred.cert, key: typeof cred.key === "string" ? cred.key : cred.key.export({ type: "pkcs8", format: "pem" }).toString(), ca: certs.caChain };
+      caps.pki.setIssuanceTls(renewed);
+      caps.siem.setTls(renewed);
+    }, certs.listener.renew, realClock, {
       current: { cert: certs.listener.cert, key: certs.listener.key },
     });
     this.renewer.on("failed", (err, { retryIn }) => this.logger.error({ err: err.message, retry_in_ms: retryIn }, "listener certificate renewal failed; retrying"));
@@ -552,7 +556,7 @@ export class Daemon {
     await rename(file + ".tmp", file);
   }
 
-  /** Renews the issuance listener's certificate now (otherwise at 2/3 of its life); new handshakes get it, open connections keep theirs. */
+  /** Renews the listeners' certificate now (otherwise at 2/3 of its life); new handshakes get it, open connections keep theirs. */
   renewListenerCertificate(): Promise<void> {
     return this.renewer?.renewNow() ?? Promise.resolve();
   }

@@ -273,20 +273,36 @@ describe("viw run following a signed git remote", () => {
     expect(s.applied.relaxations).toBe(1);
   });
 
-  it("renews the issuance listener's certificate in place, no restart", async () => {
-    const serial = () =>
+  it("renews the issuance, syslog and bulk listeners' certificate in place, no restart", async () => {
+    const endpoints = JSON.parse(readFileSync(join(data, "run", "endpoints.json"), "utf8"));
+    const serial = (name: "issuance" | "syslog" | "bulk") =>
       new Promise<string>((resolve, reject) => {
-        const url = new URL(JSON.parse(readFileSync(join(data, "run", "endpoints.json"), "utf8")).issuance);
-        const s = connect({ host: url.hostname, port: Number(url.port), servername: "localhost", ca: readFileSync(join(data, "dev", "ca-chain.pem")), cert: readFileSync(join(data, "dev", "backend-client.crt")), key: readFileSync(join(data, "dev", "backend-client.key")) }, () => {
+        const url = new URL(name === "syslog" ? `tls://${endpoints.syslog}` : endpoints[name]);
+        const s = connect({ host: url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port), servername: "localhost", ca: readFileSync(join(data, "dev", "ca-chain.pem")), cert: readFileSync(join(data, "dev", "backend-client.crt")), key: readFileSync(join(data, "dev", "backend-client.key")) }, () => {
           resolve(s.getPeerCertificate().serialNumber);
           s.end();
         });
         s.on("error", reject);
       });
-    const before = await serial();
+    const names = ["issuance", "syslog", "bulk"] as const;
+    const before = await Promise.all(names.map(serial));
+    expect(new Set(before).size).toBe(1);
+    // A connection opened before the swap keeps working across it.
+    const url = new URL(endpoints.bulk);
+    const open = connect({ host: url.hostname, port: Number(url.port), servername: "localhost", ca: readFileSync(join(data, "dev", "ca-chain.pem")), cert: readFileSync(join(data, "dev", "backend-client.crt")), key: readFileSync(join(data, "dev", "backend-client.key")) });
+    await new Promise((r, j) => open.once("secureConnect", r).once("error", j));
     await daemon.renewListenerCertificate();
-    const after = await serial();
-    expect(after).not.toBe(before);
+    const after = await Promise.all(names.map(serial));
+    for (let i = 0; i < names.length; i++) expect(after[i], names[i]).not.toBe(before[i]);
+    expect(new Set(after).size).toBe(1);
+    expect(open.destroyed).toBe(false);
+    open.write("GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    const reply = await new Promise<string>((r) => {
+      let text = "";
+      open.on("data", (d) => (text += d));
+      open.on("end", () => r(text));
+    });
+    expect(reply).toMatch(/^HTTP\/1\.1 404/);
     expect((await issue()).status).toBe(201);
   });
 

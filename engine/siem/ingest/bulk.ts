@@ -15,6 +15,11 @@ export interface BulkOptions {
   maxInFlightBytes?: number;
   /** Seconds in Retry-After. Default 1. */
   retryAfter?: number;
+  /**
+   * The signed ingest receipt for a request's durable events (the chain's
+   * batch they will be sealed into); returned as `receipt` in the 200 body.
+   */
+  receipt?: (events: readonly NormalizedEvent[], receivedAt: string) => unknown;
 }
 
 class HttpError extends Error {
@@ -123,7 +128,8 @@ export function createBulkServer(ctx: IngestContext, tls: ListenerTls, opts: Bul
       ctx.metrics.accepted.inc({ path: "bulk" }, accepted.length);
       if (errors.length > 0) ctx.metrics.rejected.inc({ path: "bulk", reason: "invalid_event" }, errors.length);
       ctx.metrics.requests.inc({ code: "200" });
-      send(res, 200, { accepted: accepted.length, rejected: errors.length, errors: errors.slice(0, 1000), received_at: receivedAt });
+      const receipt = accepted.length > 0 && opts.receipt ? await opts.receipt(accepted.map((a) => a.event), receivedAt) : undefined;
+      send(res, 200, { accepted: accepted.length, rejected: errors.length, errors: errors.slice(0, 1000), received_at: receivedAt, receipt });
     } finally {
       inFlight -= body.length;
     }

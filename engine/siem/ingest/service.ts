@@ -55,6 +55,8 @@ export interface SiemService extends Service {
   readonly queryPlugin: ReturnType<typeof queryPlugin>;
   /** Binds the listeners; resolves to their addresses for DATA/run/endpoints.json. */
   listen(opts: ListenOptions): Promise<{ syslog?: string; bulk?: string }>;
+  /** Swaps the syslog and bulk listeners' certificate (renewal): new handshakes get it, open connections keep theirs. */
+  setTls(tls: Pick<ListenerTls, "cert" | "key" | "ca">): void;
   /** Resolves once every sink has consumed everything appended so far. */
   idle(): Promise<void>;
   /** Stops listening, lets in-flight appends commit, stops the sinks after their batch, closes what it opened. */
@@ -133,6 +135,8 @@ export async function createSiemService(opts: SiemServiceOptions): Promise<SiemS
   retentionTimer.unref();
 
   const servers: (TlsServer | HttpsServer)[] = [];
+  // setSecureContext replaces every option of the context, so each listener's own floor goes with it.
+  const listeners: { server: TlsServer | HttpsServer; minVersion: "TLSv1.2" | "TLSv1.3" }[] = [];
   const sockets = new Set<Socket>();
 
   const service: SiemService = {
@@ -197,16 +201,22 @@ export async function createSiemService(opts: SiemServiceOptions): Promise<SiemS
       if (l.syslog) {
         const server = createSyslogServer(ctx, l.syslog.tls, opts.syslog);
         servers.push(server);
+        listeners.push({ server, minVersion: "TLSv1.2" });
         l.beforeListen?.("syslog", server);
         out.syslog = hostPort(await bind(server, l.syslog.host ?? "127.0.0.1", l.syslog.port));
       }
       if (l.bulk) {
         const server = createBulkServer(ctx, l.bulk.tls, opts.bulk);
         servers.push(server);
+        listeners.push({ server, minVersion: "TLSv1.2" });
         l.beforeListen?.("bulk", server);
         out.bulk = `https://${hostPort(await bind(server, l.bulk.host ?? "127.0.0.1", l.bulk.port))}`;
       }
       return out;
+    },
+
+    setTls(tls) {
+      for (const { server, minVersion } of listeners) server.setSecureContext({ cert: tls.cert, key: tls.key, ca: tls.ca, minVersion });
     },
 
     async idle() {
