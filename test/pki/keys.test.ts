@@ -60,6 +60,53 @@ describe("PKCS#11 keys on SoftHSM2", () => {
     }
   });
 
+  it("generates a non-extractable Ed25519 key in the token (CKM_EC_EDWARDS_KEY_PAIR_GEN) and signs with CKM_EDDSA", async () => {
+    const p = new Pkcs11KeyProvider({ module: SOFTHSM_MODULE, env: { VIW_PKCS11_PIN: "1234" } });
+    try {
+      const s = await p.generate("pkcs11:token=viw-test;object=log-signing", "ed25519");
+      expect(s.algorithm).toBe("ed25519");
+      expect(s.publicKey.asymmetricKeyType).toBe("ed25519");
+      const msgs = Array.from({ length: 64 }, (_, i) => Buffer.from(`sealed head ${i}`));
+      const sigs = await Promise.all(msgs.map((m) => s.sign(m)));
+      for (let i = 0; i < msgs.length; i++) {
+        expect(sigs[i]!.length).toBe(64);
+        expect(verify(null, msgs[i]!, s.publicKey, sigs[i]!)).toBe(true);
+      }
+      expect(verify(null, Buffer.from("other"), s.publicKey, sigs[0]!)).toBe(false);
+      const { execFileSync } = await import("node:child_process");
+      const listing = execFileSync("pkcs11-tool", ["--module", SOFTHSM_MODULE, "--token-label", "viw-test", "--login", "--pin", "1234", "--list-objects", "--type", "privkey"], { env: process.env }).toString();
+      const entry = listing.split(/\n(?=Private Key Object)/).find((b) => /label:\s+log-signing/.test(b));
+      expect(entry).toMatch(/EC_EDWARDS|EDDSA|edwards/i);
+      expect(entry).toMatch(/sensitive/);
+      expect(entry).toMatch(/never extractable/);
+      const reopened = await p.open("pkcs11:token=viw-test;object=log-signing");
+      expect(reopened.keyId).toBe(s.keyId);
+      expect(reopened.publicKey.equals(s.publicKey)).toBe(true);
+
+      // A certificate signed on the token is one openssl accepts (an Ed25519 CA, self-signed).
+      const { signCertificate, nameOf, randomSerial, spkiOf, extensions, keyIdentifier, toPem } = await import("../../engine/pki/x509.js");
+      const now = new Date(Math.floor(Date.now() / 1000) * 1000);
+      const der = await signCertificate(
+        {
+          serial: randomSerial(),
+          issuer: nameOf({ CN: "ed25519 on a token" }),
+          subject: nameOf({ CN: "ed25519 on a token" }),
+          notBefore: now,
+          notAfter: new Date(now.getTime() + 86400_000),
+          spki: spkiOf(s.publicKey),
+          extensions: [extensions.basicConstraints(true), extensions.keyUsage(["keyCertSign", "cRLSign"]), extensions.subjectKeyIdentifier(keyIdentifier(spkiOf(s.publicKey)))],
+        },
+        reopened,
+      );
+      const crt = join(token.dir, "ed.crt");
+      (await import("node:fs")).writeFileSync(crt, toPem(der));
+      expect(execFileSync("openssl", ["verify", "-CAfile", crt, crt]).toString()).toMatch(/OK/);
+      expect(execFileSync("openssl", ["x509", "-in", crt, "-noout", "-text"]).toString()).toMatch(/Signature Algorithm: ED25519/);
+    } finally {
+      await p.close();
+    }
+  });
+
   it("takes the PIN from pin-source and never puts it in an error", async () => {
     const pinFile = join(token.dir, "pin");
     (await import("node:fs")).writeFileSync(pinFile, "1234\n");

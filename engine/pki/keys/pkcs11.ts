@@ -15,6 +15,24 @@ const CURVES: Partial<Record<KeyAlgorithm, string>> = {
 };
 const EC_PUBLIC_KEY_OID = Buffer.from("06072a8648ce3d0201", "hex");
 
+// PKCS#11 3.0 Edwards-curve values; pkcs11js 2.x predates them and has no constants.
+const CKK_EC_EDWARDS = 0x40;
+const CKM_EC_EDWARDS_KEY_PAIR_GEN = 0x1055;
+const CKM_EDDSA = 0x1057;
+/**
+ * CKA_EC_PARAMS of Ed25519: PKCS#11 3.0 names the curve with the
+ * PrintableString "edwards25519" (what SoftHSM2 2.6 and pkcs11-tool write);
+ * the RFC 8410 OID 1.3.101.112 is the fallback for tokens that want it.
+ */
+const ED25519_PARAMS = [Buffer.from("130c656477617264733235353139", "hex"), Buffer.from("06032b6570", "hex")];
+
+/** The 32-byte Ed25519 point of a CKA_EC_POINT (a DER OCTET STRING around it, or bare on some tokens). */
+function edwardsPoint(q: Buffer): Buffer {
+  if (q.length === 34 && q[0] === 0x04 && q[1] === 32) return q.subarray(2);
+  if (q.length === 32) return q;
+  throw new KeyError(`Ed25519 public key of ${q.length} bytes on the token`);
+}
+
 /**
  * One loaded PKCS#11 module per path per process: C_Initialize may run only
  * once, and several providers (CLI, daemon, tests) can share a module.
@@ -178,6 +196,7 @@ class Pkcs11Signer implements Signer {
   }
 
   async sign(data: Uint8Array): Promise<Buffer> {
+    if (this.algorithm === "ed25519") return this.signEd25519(data);
     const ec = this.algorithm.startsWith("ecdsa");
     // ECDSA: hash here and let the token sign the digest (CKM_ECDSA), which
     // every token supports; RSA: the token hashes (CKM_SHA256_RSA_PKCS).
@@ -188,6 +207,20 @@ class Pkcs11Signer implements Signer {
         this.lib.C_SignInit(s, { mechanism }, this.key);
         const out = await this.lib.C_SignAsync(s, input, Buffer.alloc(ec ? 132 : 512));
         return ec ? ecdsaRawToDer(out) : out;
+      });
+    } catch (err) {
+      if (err instanceof KeyError) throw err;
+      const code = ckr(err);
+      throw new KeyError(`sign with ${redactPkcs11Uri(this.ref)} failed: ${code || (err as Error).message}`, UNAVAILABLE.has(code));
+    }
+  }
+
+  /** Pure Ed25519 (CKM_EDDSA without parameters): the token signs the message itself; R||S is already what X.509 carries. */
+  private async signEd25519(data: Uint8Array): Promise<Buffer> {
+    try {
+      return await this.token.withSession(async (s) => {
+        this.lib.C_SignInit(s, { mechanism: CKM_EDDSA }, this.key);
+        return await this.lib.C_SignAsync(s, Buffer.from(data), Buffer.alloc(64));
       });
     } catch (err) {
       if (err instanceof KeyError) throw err;
@@ -270,6 +303,11 @@ export class Pkcs11KeyProvider implements KeyProvider {
       const spki = sequence(sequence(EC_PUBLIC_KEY_OID, params!.value as Buffer), tlv(0x03, Buffer.from([0]), q));
       return createPublicKey({ key: spki, format: "der", type: "spki" });
     }
+    if (keyType === CKK_EC_EDWARDS) {
+      const [params, point] = lib.C_GetAttributeValue(s, handle, [{ type: pkcs11js.CKA_EC_PARAMS }, { type: pkcs11js.CKA_EC_POINT }]);
+      if (!ED25519_PARAMS.some((p) => p.equals(params!.value as Buffer))) throw new KeyError(`unsupported Edwards curve ${(params!.value as Buffer).toString("hex")} on the token (only Ed25519)`);
+      return createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: edwardsPoint(point!.value as Buffer).toString("base64url") }, format: "jwk" });
+    }
     if (keyType === pkcs11js.CKK_RSA) {
       const [n, e] = lib.C_GetAttributeValue(s, handle, [{ type: pkcs11js.CKA_MODULUS }, { type: pkcs11js.CKA_PUBLIC_EXPONENT }]);
       return createPublicKey({ key: { kty: "RSA", n: (n!.value as Buffer).toString("base64url"), e: (e!.value as Buffer).toString("base64url") }, format: "jwk" });
@@ -318,8 +356,23 @@ export class Pkcs11KeyProvider implements KeyProvider {
           [...common, { type: pkcs11js.CKA_VERIFY, value: true }, { type: pkcs11js.CKA_MODULUS_BITS, value: bits }, { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) }],
           priv,
         );
+      } else if (algorithm === "ed25519") {
+        let lastErr: unknown;
+        for (const params of ED25519_PARAMS) {
+          try {
+            await lib.C_GenerateKeyPairAsync(s, { mechanism: CKM_EC_EDWARDS_KEY_PAIR_GEN }, [...common, { type: pkcs11js.CKA_VERIFY, value: true }, { type: pkcs11js.CKA_EC_PARAMS, value: params }], priv);
+            return;
+          } catch (err) {
+            lastErr = err;
+            // Only a refused curve encoding is worth the second form.
+            if (!/CKR_(CURVE_NOT_SUPPORTED|ATTRIBUTE_VALUE_INVALID|DOMAIN_PARAMS_INVALID)/.test((err as Error).message)) break;
+          }
+        }
+        const code = ckr(lastErr);
+        if (code === "CKR_MECHANISM_INVALID") throw new KeyError(`PKCS#11 token \`${token.label}\` cannot generate Ed25519 keys (no CKM_EC_EDWARDS_KEY_PAIR_GEN: ${code})`);
+        throw new KeyError(`Ed25519 key generation on token \`${token.label}\` failed: ${code || (lastErr as Error).message}`);
       } else {
-        throw new KeyError(`PKCS#11 keys of type ${algorithm} are not supported (use ecdsa-p256, ecdsa-p384 or rsa-*)`);
+        throw new KeyError(`PKCS#11 keys of type ${algorithm} are not supported (use ecdsa-p256, ecdsa-p384, rsa-* or ed25519)`);
       }
     });
     return this.open(ref);
