@@ -1,6 +1,7 @@
 import { resolve } from "node:path";
 import { loadSnapshot, planChanges, readDirSnapshot, readGitSnapshot } from "../config/index.js";
-import type { Change, LoadResult, Plan } from "../config/index.js";
+import type { Change, Diagnostic, LoadResult, Plan, Snapshot } from "../config/index.js";
+import { pinRollProblems } from "../pki/pins/index.js";
 import { oneOf, parseOptions, UsageError } from "./args.js";
 import { formatDiagnostic } from "./validate.js";
 
@@ -24,8 +25,10 @@ export async function main(argv: string[]): Promise<number> {
     from = undefined; // a repo with one commit: everything is new
   }
   let to: LoadResult;
+  let toFiles: Snapshot;
   try {
-    to = loadSnapshot(values.to !== undefined ? await readGitSnapshot(repo, values.to) : await readDirSnapshot(repo));
+    toFiles = values.to !== undefined ? await readGitSnapshot(repo, values.to) : await readDirSnapshot(repo);
+    to = loadSnapshot(toFiles);
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
@@ -39,8 +42,11 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
   const plan = planChanges(from?.state, to.state!);
-  process.stdout.write(format === "json" ? JSON.stringify(plan, null, 2) + "\n" : format === "markdown" ? markdown(plan) : text(plan));
-  return 0;
+  // Each side is valid on its own, but a pin roll must also be a legal step from the previous revision; the daemon would refuse it.
+  const problems = pinRollProblems(from?.state, to.state!, toFiles);
+  process.stdout.write(format === "json" ? JSON.stringify(problems.length ? { ...plan, problems } : plan, null, 2) + "\n" : format === "markdown" ? markdown(plan, problems) : text(plan, problems));
+  for (const d of problems) if (format === "json") process.stderr.write(formatDiagnostic(d) + "\n");
+  return problems.length ? 1 : 0;
 }
 
 function show(v: unknown): string {
@@ -64,13 +70,14 @@ function summary(p: Plan): string {
   return `${p.changes.length} change${p.changes.length === 1 ? "" : "s"}, ${p.relaxations} relaxation${p.relaxations === 1 ? "" : "s"}, ${p.tightenings} tightening${p.tightenings === 1 ? "" : "s"}`;
 }
 
-function text(p: Plan): string {
+function text(p: Plan, problems: Diagnostic[]): string {
   const lines = [`plan ${p.from ?? "(nothing)"} → ${p.to}`];
   for (const c of p.changes) {
     const m = mark(c);
     lines.push(`${describe(c)}${m ? `  [${m}: ${c.reason}]` : ""}`);
   }
   lines.push(summary(p));
+  if (problems.length) lines.push(`${problems.length} pin-roll problem${problems.length === 1 ? "" : "s"} (the daemon refuses this revision):`, ...problems.map(formatDiagnostic));
   return lines.join("\n") + "\n";
 }
 
@@ -78,8 +85,13 @@ function cell(v: unknown): string {
   return v === undefined ? "" : "`" + show(v).replace(/\|/g, "\\|").replace(/`/g, "'") + "`";
 }
 
-function markdown(p: Plan): string {
+function markdown(p: Plan, problems: Diagnostic[]): string {
   const out = [`### viw plan: ${summary(p)}`, ""];
+  if (problems.length) {
+    out.push(`> ❌ **${problems.length} pin-roll problem${problems.length === 1 ? "" : "s"}**: the daemon refuses this revision.`, ">");
+    for (const d of problems) out.push(`> - \`${d.file}:${d.line}:${d.col}\` ${d.message}`);
+    out.push("");
+  }
   if (p.relaxations > 0) out.push(`> **${p.relaxations} relaxation${p.relaxations === 1 ? "" : "s"}**: governance approvals are required before the daemon applies this revision.`, "");
   if (p.changes.length === 0) return out.concat("No changes.", "").join("\n");
   out.push("| | kind | object | field | old | new | verdict |", "|---|---|---|---|---|---|---|");

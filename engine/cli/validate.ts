@@ -1,24 +1,41 @@
 import { resolve } from "node:path";
-import { loadSnapshot, readDirSnapshot } from "../config/index.js";
+import { loadSnapshot, readDirSnapshot, readGitSnapshot } from "../config/index.js";
 import type { Diagnostic } from "../config/index.js";
-import { oneOf, parseOptions } from "./args.js";
+import { pinRollProblems } from "../pki/pins/index.js";
+import { oneOf, parseOptions, UsageError } from "./args.js";
 
 export function formatDiagnostic(d: Pick<Diagnostic, "file" | "line" | "col" | "message">): string {
   return `${d.file}:${d.line}:${d.col}: error: ${d.message}`;
 }
 
+const USAGE = "usage: viw validate [--repo DIR] [--base REV] [--format text|json]";
+
 export async function main(argv: string[]): Promise<number> {
-  const { values } = parseOptions(argv, { repo: { type: "string", default: "." }, format: { type: "string", default: "text" } }, "usage: viw validate [--repo DIR] [--format text|json]");
+  const { values } = parseOptions(argv, { repo: { type: "string", default: "." }, base: { type: "string" }, format: { type: "string", default: "text" } }, USAGE);
   const format = oneOf("format", values.format, ["text", "json"]);
-  const result = loadSnapshot(await readDirSnapshot(resolve(values.repo)));
-  if (format === "json") {
-    const errors = result.errors.map((e) => ({ file: e.file, line: e.line, col: e.col, message: e.message, kind: e.kind ?? null, id: e.id ?? null }));
-    process.stdout.write(JSON.stringify({ valid: result.errors.length === 0, errors }, null, 2) + "\n");
-  } else if (result.errors.length) {
-    for (const e of result.errors) process.stdout.write(formatDiagnostic(e) + "\n");
-    process.stderr.write(`${result.errors.length} error${result.errors.length === 1 ? "" : "s"} in ${new Set(result.errors.map((e) => e.file)).size} of ${result.files} files\n`);
-  } else {
-    process.stdout.write(`valid: ${result.files} files, digest ${result.state!.digest}\n`);
+  const repo = resolve(values.repo);
+  const files = await readDirSnapshot(repo);
+  const result = loadSnapshot(files);
+  const errors = [...result.errors];
+  // --base: the pull request's merge base. Some pin-roll mistakes (a cutover to a backup added in the same change, a skipped phase) only show against the revision it replaces.
+  if (values.base !== undefined) {
+    let base;
+    try {
+      base = loadSnapshot(await readGitSnapshot(repo, values.base));
+    } catch (err) {
+      throw new UsageError(`--base ${values.base}: ${(err as Error).message}`);
+    }
+    if (!base.state) process.stderr.write(`warning: base revision ${values.base} is itself invalid (${base.errors.length} error${base.errors.length === 1 ? "" : "s"}); the checks against it are skipped\n`);
+    else if (result.state) errors.push(...pinRollProblems(base.state, result.state, files));
   }
-  return result.errors.length ? 1 : 0;
+  if (format === "json") {
+    const out = errors.map((e) => ({ file: e.file, line: e.line, col: e.col, message: e.message, kind: e.kind ?? null, id: e.id ?? null }));
+    process.stdout.write(JSON.stringify({ valid: errors.length === 0, errors: out }, null, 2) + "\n");
+  } else if (errors.length) {
+    for (const e of errors) process.stdout.write(formatDiagnostic(e) + "\n");
+    process.stderr.write(`${errors.length} error${errors.length === 1 ? "" : "s"} in ${new Set(errors.map((e) => e.file)).size} of ${result.files} files\n`);
+  } else {
+    process.stdout.write(`valid: ${result.files} files, digest ${result.state!.digest}${values.base !== undefined ? `, a legal pin-roll step from ${values.base}` : ""}\n`);
+  }
+  return errors.length ? 1 : 0;
 }

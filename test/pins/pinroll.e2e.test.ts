@@ -160,15 +160,40 @@ describe("pin roll of the gateway pin set, one pull request per phase", () => {
     expect(res.errors[0].line).toBe(readFileSync(join(repo, "pins/gateway.yaml"), "utf8").split("\n").findIndex((l) => l.includes(`to: ${C.pin}`)) + 1);
 
     // Adding the key as a backup in the same pull request passes the single-revision check,
-    // but compared with the previous revision it is still undeployed.
-    const prev = (await (async () => {
-      writeGateway(`  - {sha256: ${P.pin}, role: primary}\n  - {sha256: ${B.pin}, role: backup}`, `  phase: backup-deployed\n  since: 2026-11-01\n  window: 30d`);
-      return load();
-    })()).pinSets.get("gateway");
+    // but against the pull request's base (a real git commit) it is still undeployed: `viw validate --base` says so.
+    const git = (...args: string[]) => execFileSync("git", ["-C", repo, ...args], { stdio: "pipe" }).toString();
+    git("init", "-q", "-b", "main");
+    writeGateway(`  - {sha256: ${P.pin}, role: primary}\n  - {sha256: ${B.pin}, role: backup}`, `  phase: backup-deployed\n  since: 2026-11-01\n  window: 30d`);
+    git("add", ".");
+    git("-c", "user.name=t", "-c", "user.email=t@example", "commit", "-q", "-m", "backup deployed");
     writeGateway(`  - {sha256: ${P.pin}, role: primary}\n  - {sha256: ${B.pin}, role: backup}\n  - {sha256: ${C.pin}, role: backup}`, `  phase: cutover\n  since: 2026-11-20\n  to: ${C.pin}\n  window: 30d`);
-    const next = (await load()).pinSets.get("gateway");
-    expect(checkPinSetRevision(prev, next)).toEqual([
-      { path: ["roll", "to"], message: `cutover to ${C.pin}, which was not a pin in the previous revision: clients cannot carry a backup added in the same change; deploy it as a backup first` },
-    ]);
+    const validate = async (...args: string[]) => {
+      const stdout: string[] = [];
+      const stderr: string[] = [];
+      vi.spyOn(process.stdout, "write").mockImplementation((s) => (stdout.push(String(s)), true));
+      vi.spyOn(process.stderr, "write").mockImplementation((s) => (stderr.push(String(s)), true));
+      try {
+        return { code: await validateMain(["--repo", repo, ...args]), out: stdout.join(""), err: stderr.join("") };
+      } finally {
+        vi.restoreAllMocks();
+      }
+    };
+    expect((await validate()).code).toBe(0);
+    const toLine = readFileSync(join(repo, "pins/gateway.yaml"), "utf8").split("\n").findIndex((l) => l.includes(`to: ${C.pin}`)) + 1;
+    const reason = `roll.to: cutover to ${C.pin}, which was not a pin in the previous revision: clients cannot carry a backup added in the same change; deploy it as a backup first`;
+    const text = await validate("--base", "HEAD");
+    expect(text.code).toBe(1);
+    expect(text.out).toBe(`pins/gateway.yaml:${toLine}:7: error: ${reason}\n`);
+    const json = await validate("--base", "main", "--format", "json");
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.out)).toEqual({ valid: false, errors: [{ file: "pins/gateway.yaml", line: toLine, col: 7, message: reason, kind: "pinset", id: "gateway" }] });
+    // The same cutover, once an earlier pull request deployed the key as a backup, is a legal step.
+    writeGateway(`  - {sha256: ${P.pin}, role: primary}\n  - {sha256: ${B.pin}, role: backup}\n  - {sha256: ${C.pin}, role: backup}`, `  phase: backup-deployed\n  since: 2026-11-01\n  window: 30d`);
+    git("add", ".");
+    git("-c", "user.name=t", "-c", "user.email=t@example", "commit", "-q", "-m", "deploy C as a backup");
+    writeGateway(`  - {sha256: ${P.pin}, role: primary}\n  - {sha256: ${B.pin}, role: backup}\n  - {sha256: ${C.pin}, role: backup}`, `  phase: cutover\n  since: 2026-11-20\n  to: ${C.pin}\n  window: 30d`);
+    expect((await validate("--base", "HEAD")).out).toMatch(/^valid: .*, a legal pin-roll step from HEAD\n$/);
+    // A base that is not a revision of the repo is a usage error.
+    await expect(validate("--base", "no-such-rev")).rejects.toThrow(/--base no-such-rev: unknown revision/);
   });
 });

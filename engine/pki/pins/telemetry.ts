@@ -1,10 +1,11 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import type { FastifyPluginAsync } from "fastify";
-import { parseDuration, type DesiredState, type Diagnostic, type PinSetDoc, type RollPhase } from "../../config/index.js";
+import { parseDuration, type DesiredState, type PinSetDoc, type RollPhase } from "../../config/index.js";
 import { ServiceError, type Prepared, type Service } from "../../gitops/service.js";
 import { consume, type Consumer, type Journal, type JournalRecord, type NormalizedEvent } from "../../siem/journal/index.js";
-import { backupPins, checkPinSetRevision, effectiveRole, issuablePins, pinRetiredFrom } from "./roll.js";
+import { backupPins, effectiveRole, issuablePins, pinRetiredFrom } from "./roll.js";
+import { pinRollProblems } from "./revision.js";
 
 /**
  * Pin-roll telemetry: pinning clients report each pin check as a `pin_check`
@@ -264,13 +265,7 @@ export class PinTelemetry {
       name: "pins",
       // A pin roll must advance one reviewed step at a time; a revision that would cut pinned clients off is refused whole.
       prepare: async (next: DesiredState, current: DesiredState | undefined): Promise<Prepared> => {
-        const problems: Diagnostic[] = [];
-        for (const [id, set] of next.pinSets) {
-          for (const p of checkPinSetRevision(current?.pinSets.get(id), set)) {
-            const at = next.locate("pinset", id) ?? { file: `pins/${id}.yaml`, line: 1, col: 1 };
-            problems.push({ ...at, message: `${p.path.join(".")}: ${p.message}`, kind: "pinset", id });
-          }
-        }
+        const problems = pinRollProblems(current, next);
         if (problems.length) throw new ServiceError("pins", problems.map((d) => `${d.file}:${d.line}:${d.col}: ${d.message}`).join("; "), problems);
         return { commit: () => this.setPinSets(next.pinSets) };
       },
