@@ -218,6 +218,8 @@ export class Daemon {
       extraIdentities: dev ? [{ issuer: DEV_CLIENT.issuer, cn: DEV_CLIENT.cn }] : [],
       registry: this.registry,
       log,
+      // Signed ingest receipts once the sealer runs (it starts after the listeners); never fails the request: its events are durable.
+      bulk: { receipt: (events, receivedAt) => this.caps?.sealer?.receipt(events, receivedAt).catch((err) => log("ingest receipt failed", err)) },
     });
     const detector = new Detector({ journal, registry: this.registry, onError: (err) => log("detector failed", err) });
     const route = (action: string) => {
@@ -230,7 +232,7 @@ export class Daemon {
     this.mount({ prefix: "", register: async (app) => void (await app.register(siem.queryPlugin)) });
     this.mount({ prefix: "", register: async (app) => void (await app.register(pinRoutes(pins))) });
     this.mount({ prefix: "", register: async (app) => void (await app.register(emergencyRoutes({ state: () => this.reconciler.applied?.state, pki: authorityPki(pki.authority, this.data) }))) });
-    this.mount({ prefix: "", register: async (app) => void (await app.register(proofRoutes({ worm: join(this.data, "worm"), interval: this.sealIntervalMs() }))) });
+    this.mount({ prefix: "", register: async (app) => void (await app.register(proofRoutes({ worm: join(this.data, "worm"), interval: this.sealIntervalMs(), index: () => this.caps?.sealer?.eventIndex }))) });
     this.setEventSink(async (events) => {
       const routing = this.reconciler.applied?.state.routing;
       const router = routing ? new Router(routing) : undefined;
@@ -385,6 +387,7 @@ export class Daemon {
       certificatePem: certs.log.cert,
       chainPem: certs.log.chain,
       interval: this.sealIntervalMs(),
+      indexFile: join(this.data, "chain", "events.db"),
       onError: (err) => this.logger.error({ err: (err as Error).message }, "seal failed; retried next tick"),
     });
     await this.reconciler.attach(sealer);

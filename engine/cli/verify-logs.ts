@@ -1,10 +1,10 @@
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { checkProof, proofFor, verifyChain, type InclusionProof, type VerifyReport } from "../siem/chain/index.js";
+import { checkProof, proofFor, verifyChain, verifyReceipt, type InclusionProof, type VerifyReport } from "../siem/chain/index.js";
 import { parseOptions, UsageError } from "./args.js";
 
-const USAGE = "usage: viw verify-logs [--data DIR | --worm DIR] [--ca FILE] [--checkpoint FILE] [--event EVENT_ID [--proof FILE]] [--format text|json]";
+const USAGE = "usage: viw verify-logs [--data DIR | --worm DIR] [--ca FILE] [--checkpoint FILE] [--event EVENT_ID [--proof FILE] | --receipt FILE] [--format text|json]";
 
 async function readArg(flag: string, file: string): Promise<string> {
   try {
@@ -61,6 +61,7 @@ export async function main(argv: string[]): Promise<number> {
       checkpoint: { type: "string" },
       event: { type: "string" },
       proof: { type: "string" },
+      receipt: { type: "string" },
       format: { type: "string", default: "text" },
     },
     USAGE,
@@ -68,12 +69,37 @@ export async function main(argv: string[]): Promise<number> {
   if (values.format !== "text" && values.format !== "json") throw new UsageError(`--format must be text or json, not ${values.format}\n${USAGE}`);
   if (values.data !== undefined && values.worm !== undefined) throw new UsageError(`give --data or --worm, not both\n${USAGE}`);
   if (values.proof !== undefined && values.event === undefined) throw new UsageError(`--proof needs --event EVENT_ID\n${USAGE}`);
+  if (values.receipt !== undefined && values.event !== undefined) throw new UsageError(`give --receipt or --event, not both\n${USAGE}`);
   const ca = values.ca !== undefined ? await readArg("--ca", values.ca) : undefined;
   const wormGiven = values.worm ?? (values.data !== undefined ? join(values.data, "worm") : undefined);
   const worm = resolve(wormGiven ?? join(process.env.VIW_DATA ?? ".viw-data", "worm"));
   const json = values.format === "json";
   if (ca !== undefined && !ca.includes("-----BEGIN CERTIFICATE-----")) throw new UsageError(`--ca ${values.ca}: no PEM certificate in the file`);
   if (!(values.proof !== undefined && wormGiven === undefined) && !existsSync(worm)) throw new UsageError(`${values.worm !== undefined ? "--worm" : "--data"} ${wormGiven ?? ".viw-data"}: no WORM directory at ${worm}`);
+
+  if (values.receipt !== undefined) {
+    let receipt: unknown;
+    const text = await readArg("--receipt", values.receipt);
+    try {
+      receipt = JSON.parse(text);
+    } catch (e) {
+      throw new UsageError(`--receipt ${values.receipt}: not JSON (${(e as Error).message})`);
+    }
+    // A whole bulk response is accepted too: its receipt is the `receipt` field.
+    if (receipt && typeof receipt === "object" && "receipt" in receipt && "accepted" in receipt) receipt = (receipt as { receipt: unknown }).receipt;
+    const check = await verifyReceipt(receipt, { worm, ca });
+    if (json) process.stdout.write(JSON.stringify(check, null, 2) + "\n");
+    else {
+      const r = receipt as { received_at?: string; batch?: { start?: string; end?: string } };
+      process.stdout.write(
+        check.ok
+          ? `receipt confirmed: ${check.events} events received at ${r.received_at} are in sealed batch ${check.seq} (${r.batch?.start} to ${r.batch?.end}, ${check.batch}), ${check.proven} inclusion proofs verified, receipt and manifest signatures valid\n`
+          : `RECEIPT NOT CONFIRMED (${values.receipt}):\n${check.problems.map((p) => `  ${p}`).join("\n")}\n`,
+      );
+      if (check.anchor === "not_checked") process.stdout.write("note: trust anchor not checked (give --ca to check the signing certificate against the CA)\n");
+    }
+    return check.ok ? 0 : 1;
+  }
 
   if (values.event !== undefined) {
     let proof: InclusionProof | undefined;

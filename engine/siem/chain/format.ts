@@ -82,7 +82,13 @@ export function signingInput(doc: object): Buffer {
   return Buffer.from(canonicalJson(rest), "utf8");
 }
 
-export async function signDocument<T extends Manifest | Checkpoint>(unsigned: Omit<T, "signature">, signer: Signer): Promise<{ doc: T; bytes: Buffer }> {
+/** A signed chain document: a manifest, a checkpoint or an ingest receipt. */
+export interface SignedDocument {
+  alg: KeyAlgorithm;
+  signature: string;
+}
+
+export async function signDocument<T extends SignedDocument>(unsigned: Omit<T, "signature">, signer: Signer): Promise<{ doc: T; bytes: Buffer }> {
   const signature = (await signer.sign(signingInput(unsigned))).toString("base64");
   const doc = { ...unsigned, signature } as T;
   return { doc, bytes: Buffer.from(canonicalJson(doc), "utf8") };
@@ -93,7 +99,7 @@ function hashOf(alg: KeyAlgorithm): string | null {
   return alg === "ed25519" ? null : alg === "ecdsa-p384" ? "sha384" : "sha256";
 }
 
-export function signatureValid(doc: Manifest | Checkpoint, publicKey: KeyObject): boolean {
+export function signatureValid(doc: SignedDocument, publicKey: KeyObject): boolean {
   try {
     return verifySignature(hashOf(doc.alg), signingInput(doc), { key: publicKey, dsaEncoding: "der" }, Buffer.from(doc.signature, "base64"));
   } catch {

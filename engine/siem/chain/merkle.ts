@@ -143,6 +143,25 @@ export function inclusionProof(leaves: Buffer, index: number): Buffer[] {
   return path;
 }
 
+/** Audit paths of several leaves of one tree: the levels are built once (PATH per leaf would rebuild them each time). */
+export function inclusionProofs(leaves: Buffer, indices: readonly number[]): Buffer[][] {
+  const n = leaves.length / HASH_SIZE;
+  for (const index of indices) if (!Number.isInteger(index) || index < 0 || index >= n) throw new RangeError(`leaf index ${index} outside a tree of ${n}`);
+  const paths: Buffer[][] = indices.map(() => []);
+  const at = [...indices];
+  let level = leaves;
+  while (level.length > HASH_SIZE) {
+    const size = level.length / HASH_SIZE;
+    for (let k = 0; k < at.length; k++) {
+      const sibling = at[k]! ^ 1;
+      if (sibling < size) paths[k]!.push(Buffer.from(hashAt(level, sibling)));
+      at[k] = at[k]! >> 1;
+    }
+    level = levelUp(level);
+  }
+  return paths;
+}
+
 /** RFC 9162 §2.1.3.2: the root an inclusion proof leads to, or undefined if the path has the wrong shape. */
 export function rootFromInclusionProof(index: number, size: number, leaf: Uint8Array, path: readonly Uint8Array[]): Buffer | undefined {
   if (!Number.isInteger(index) || !Number.isInteger(size) || index < 0 || index >= size) return undefined;

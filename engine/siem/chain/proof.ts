@@ -7,11 +7,12 @@
 import type { X509Certificate } from "node:crypto";
 import type { FastifyPluginAsync } from "fastify";
 import { canonicalJson } from "../../config/index.js";
-import { CHECKPOINT_FILE, hashBatch, intervalStart, MANIFEST_FILE, signatureValid, type Checkpoint, type Manifest } from "./format.js";
+import { CHECKPOINT_FILE, hashBatch, intervalStart, MANIFEST_FILE, manifestName, signatureValid, type Checkpoint, type Manifest } from "./format.js";
 import { certificateSha256, loadStoredKeys, pemCertificates, validatePath, type StoredKey } from "./keys.js";
 import { consistencyProof, HASH_SIZE, inclusionProof, leafHash, rootFromInclusionProof, verifyConsistency } from "./merkle.js";
 import { parseCheckpoint, parseManifest } from "./verify.js";
 import { DirectoryWorm, type WormStore } from "./worm.js";
+import type { EventLocator } from "./eventindex.js";
 
 export interface InclusionProof {
   event_id: string;
@@ -33,6 +34,8 @@ export interface ProofLookup {
   near?: string;
   /** Seal interval in ms, to turn `near` into a batch. */
   interval?: number;
+  /** The sealer's event index: one lookup instead of a search; a miss in a complete index means "not sealed". */
+  index?: EventLocator;
 }
 
 /**
@@ -42,6 +45,15 @@ export interface ProofLookup {
  */
 export async function proofFor(wormOrDir: string | WormStore, eventId: string, lookup: ProofLookup = {}): Promise<InclusionProof | undefined> {
   const worm = typeof wormOrDir === "string" ? new DirectoryWorm(wormOrDir) : wormOrDir;
+  if (lookup.index) {
+    const at = lookup.index.find(eventId);
+    if (at) {
+      const m = await readManifest(worm, manifestName(at.seq));
+      const p = m ? await searchBatch(worm, m, eventId, at.leaf) : undefined;
+      if (p) return p;
+      // The index disagrees with the WORM store (restored, replaced, or expired batch): search as without it.
+    } else if (lookup.index.complete) return undefined;
+  }
   const names = (await worm.list("manifests/")).filter((n) => MANIFEST_FILE.test(n));
   const near = lookup.near ? Date.parse(lookup.near) : NaN;
   const tried = new Set<string>();
@@ -86,12 +98,18 @@ async function readManifest(worm: WormStore, name: string): Promise<Manifest | u
   return typeof m === "string" ? undefined : m;
 }
 
-async function searchBatch(worm: WormStore, m: Manifest, eventId: string): Promise<InclusionProof | undefined> {
+/** The event's proof from batch `m`; with `leaf`, only that line is looked at (an index answer). */
+async function searchBatch(worm: WormStore, m: Manifest, eventId: string, leaf?: number): Promise<InclusionProof | undefined> {
   if (!m.batch) return undefined;
   const content = await worm.get(m.batch);
   if (!content) return undefined;
   const needle = Buffer.from(`"event_id":${JSON.stringify(eventId)}`);
-  let at = content.indexOf(needle);
+  let at = leaf === undefined ? content.indexOf(needle) : lineStartOf(content, leaf);
+  if (at >= 0 && leaf !== undefined) {
+    const end = content.indexOf(0x0a, at);
+    const found = content.subarray(at, end < 0 ? content.length : end).indexOf(needle);
+    at = found < 0 ? -1 : at + found;
+  }
   while (at >= 0) {
     const lineStart = content.lastIndexOf(0x0a, at) + 1;
     const lineEnd = content.indexOf(0x0a, at);
@@ -100,8 +118,8 @@ async function searchBatch(worm: WormStore, m: Manifest, eventId: string): Promi
     if (event.event_id === eventId) {
       const file = Buffer.concat([Buffer.from([0x0a]), content]);
       const { leaves } = hashBatch(file, 1);
-      let index = 0;
-      for (let i = 0; i < lineStart; i++) if (content[i] === 0x0a) index++;
+      let index = leaf ?? 0;
+      if (leaf === undefined) for (let i = content.indexOf(0x0a); i >= 0 && i < lineStart; i = content.indexOf(0x0a, i + 1)) index++;
       const key = (await loadStoredKeys(worm)).byId.get(m.key_id)?.[0];
       return {
         event_id: eventId,
@@ -115,9 +133,21 @@ async function searchBatch(worm: WormStore, m: Manifest, eventId: string): Promi
         certificate: key ? [key.certificate, ...key.chain].map((c) => c.toString().trim()).join("\n") + "\n" : "",
       };
     }
+    if (leaf !== undefined) return undefined;
     at = content.indexOf(needle, at + needle.length);
   }
   return undefined;
+}
+
+/** Offset of line `index` (0-based) of an LF-separated file, -1 past its end. */
+function lineStartOf(content: Buffer, index: number): number {
+  let at = 0;
+  for (let i = 0; i < index; i++) {
+    const lf = content.indexOf(0x0a, at);
+    if (lf < 0 || lf + 1 >= content.length) return -1;
+    at = lf + 1;
+  }
+  return at < content.length ? at : -1;
 }
 
 export interface ProofCheck {
@@ -214,7 +244,7 @@ export function checkpointsConsistent(older: Checkpoint, newer: Checkpoint, path
  * GET /v1/checkpoint[?from=SIZE]: the newest checkpoint, with a consistency
  * proof from a kept one of SIZE manifests.
  */
-export function proofRoutes(options: { worm: string | WormStore; interval?: number }): FastifyPluginAsync {
+export function proofRoutes(options: { worm: string | WormStore; interval?: number; index?: () => EventLocator | undefined }): FastifyPluginAsync {
   const worm = typeof options.worm === "string" ? new DirectoryWorm(options.worm) : options.worm;
   return async (app) => {
     app.get("/v1/proof", async (request, reply) => {
@@ -227,7 +257,7 @@ export function proofRoutes(options: { worm: string | WormStore; interval?: numb
       if (near !== undefined && !Number.isFinite(Date.parse(near))) {
         return reply.code(400).send({ error: { code: "bad_request", message: `near: not a time: ${JSON.stringify(near)}`, field: "near" } });
       }
-      const proof = await proofFor(worm, eventId, { near, interval: options.interval });
+      const proof = await proofFor(worm, eventId, { near, interval: options.interval, index: options.index?.() });
       if (!proof) return reply.code(404).send({ error: { code: "not_found", message: `event ${JSON.stringify(eventId)} is not in a sealed batch (not received, or its interval is not sealed yet)` } });
       return proof;
     });

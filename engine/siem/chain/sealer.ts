@@ -42,6 +42,9 @@ import { proofFor, type InclusionProof } from "./proof.js";
 import { leafHash, MerkleFrontier, rootFromLeafHashes } from "./merkle.js";
 import { parseCheckpoint } from "./verify.js";
 import { DirectoryWorm, type WormStore } from "./worm.js";
+import { EventIndex } from "./eventindex.js";
+import { signReceipt, type Receipt } from "./receipt.js";
+import type { NormalizedEvent } from "../journal/contract.js";
 
 export interface SealerOptions {
   journal: Journal;
@@ -60,6 +63,11 @@ export interface SealerOptions {
   checkpointEvery?: number;
   /** A run of more than this many empty intervals (after downtime) is sealed as one manifest. Default 60. */
   maxEmptyRun?: number;
+  /**
+   * The event index file (SQLite, e.g. DATA/chain/events.db): event_id →
+   * (batch, leaf) for proof lookups; rebuilt from WORM when missing.
+   */
+  indexFile?: string;
   /** The journal consumer name. Default "sealer". */
   consumer?: string;
   now?: () => number;
@@ -115,6 +123,9 @@ export class Sealer implements Service {
   private running: Promise<void> = Promise.resolve();
   private stopped = false;
   private lastError: string | null = null;
+  private index: EventIndex | undefined;
+  private indexing: Promise<void> = Promise.resolve();
+  private readonly indexStop = { stopped: false };
 
   constructor(private readonly options: SealerOptions) {
     if (!options.worm && !options.wormDir) throw new Error("sealer: wormDir or worm is required");
@@ -163,9 +174,30 @@ export class Sealer implements Service {
     this.live = (await this.worm.list("batches/")).map((name) => ({ name }));
     if (!this.tip) this.genesis = intervalStart(this.now(), this.interval);
     this.readPos = this.options.journal.cursor(this.consumer);
+    if (this.options.indexFile) this.openIndex(this.options.indexFile);
     this.started = true;
     if (this.tip && (this.tip.seq + 1) % this.checkpointEvery === 0) await this.checkpoint();
     if (!options.manual) this.schedule();
+  }
+
+  /** Opens the event index and indexes, in the background, the sealed batches it does not have (all of them when it was missing). */
+  private openIndex(file: string): void {
+    const report = (err: unknown) => {
+      this.lastError = (err as Error).message;
+      this.options.onError?.(err);
+    };
+    const index = EventIndex.open(file, report);
+    this.index = index;
+    const tip = this.tip?.seq ?? -1;
+    this.indexing = index.catchUp(this.worm, tip, this.indexStop).then(
+      () => undefined,
+      (err) => report(err),
+    );
+  }
+
+  /** Resolves once the event index covers every batch sealed before start() (tests, status). */
+  whenIndexed(): Promise<void> {
+    return this.indexing;
   }
 
   /** Seals with a new key from the next manifest on; the change is recorded in the chain. */
@@ -321,6 +353,8 @@ export class Sealer implements Service {
     this.frontier.append(leafHash(bytes));
     this.tip = { seq, end, hash: sha256(bytes), keyId: signer.keyId, journalThrough: this.readPos };
     this.recordedCutoff = expire;
+    // After the manifest is durable: the index only ever points at sealed batches.
+    this.index?.add(seq, records.map((r) => r.event.event_id));
     if (batch) this.live.push({ name: batch, end });
     if ((seq + 1) % this.checkpointEvery === 0) await this.checkpoint();
   }
@@ -417,13 +451,56 @@ export class Sealer implements Service {
       pending_events: pending,
       cursor: this.started ? this.options.journal.cursor(this.consumer) : 0,
       retention: this.retention ?? null,
+      event_index: this.index ? (this.index.complete ? "complete" : "building") : "none",
       last_error: this.lastError,
     };
   }
 
   /** The inclusion proof of a sealed event (GET /v1/proof), or undefined while it is not sealed. */
   proofFor(eventId: string, near?: string): Promise<InclusionProof | undefined> {
-    return proofFor(this.worm, eventId, { near, interval: this.interval });
+    return proofFor(this.worm, eventId, { near, interval: this.interval, index: this.index });
+  }
+
+  /** The event index proof lookups use (GET /v1/proof), once started with `indexFile`. */
+  get eventIndex(): EventIndex | undefined {
+    return this.index;
+  }
+
+  /**
+   * The signed receipt for events a bulk request just made durable in the
+   * journal: the interval whose batch they will be (or were) sealed into.
+   * It reads the journal under the seal lock, so the answer is where the
+   * events were placed: an event whose interval was already sealed when it
+   * reached the journal is placed in the first unsealed interval, and the
+   * receipt names that one, not the interval of its received_at.
+   */
+  async receipt(events: readonly NormalizedEvent[], receivedAt: string): Promise<Receipt> {
+    if (!this.started) throw new Error("sealer: receipt() before start()");
+    if (events.length === 0) throw new Error("sealer: a receipt needs at least one event");
+    let batch: { start: number; end: number } | undefined;
+    let signer = this.signer;
+    await this.exclusive(async () => {
+      this.read();
+      batch = await this.placement(events[0]!, receivedAt);
+      signer = this.signer;
+    });
+    if (!batch) throw new Error(`sealer: event ${events[0]!.event_id} is not in the journal`);
+    return signReceipt(events, receivedAt, batch, signer, this.now());
+  }
+
+  /** Where place() put an event that is in the journal (call after read(), under the lock). */
+  private async placement(event: NormalizedEvent, receivedAt: string): Promise<{ start: number; end: number } | undefined> {
+    const received = Date.parse(event.received_at ?? receivedAt);
+    const own = Number.isFinite(received) ? intervalStart(received, this.interval) : undefined;
+    const tip = this.tip;
+    // Not late: every read placed it in its own interval, which is not sealed yet (sealed ones all end by tip.end).
+    if (own !== undefined && (!tip || own >= tip.end)) return { start: own, end: own + this.interval };
+    for (const [start, list] of this.pending) {
+      for (let i = list.length - 1; i >= 0; i--) if (list[i]!.event.event_id === event.event_id) return { start, end: start + this.interval };
+    }
+    // Already sealed (a seal ran between the journal append and this call): the chain says where.
+    const proof = await proofFor(this.worm, event.event_id, { near: event.received_at, interval: this.interval, index: this.index });
+    return proof ? { start: Date.parse(proof.manifest.start), end: Date.parse(proof.manifest.end) } : undefined;
   }
 
   /** Stops the timer and waits for a seal in progress; unsealed events stay in the journal for the next start. */
@@ -431,6 +508,9 @@ export class Sealer implements Service {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     await this.running;
+    this.indexStop.stopped = true;
+    await this.indexing;
+    this.index?.close();
   }
 }
 
