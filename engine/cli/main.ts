@@ -25,6 +25,7 @@ const COMMANDS: Record<string, { module: string; summary: string }> = {
   query: { module: "./query.js", summary: "events from the store" },
   pin: { module: "./pin.js", summary: "RFC 7469 pin-sha256 of a certificate, CSR or key" },
   agent: { module: "./agent.js", summary: "agent renew: keep a certificate renewed" },
+  rotate: { module: "./rotate.js", summary: "emergency rotation: revoke and reissue a pin set's or profile's certificates" },
 };
 
 function usage(): string {

@@ -72,8 +72,9 @@ describe("emergency rotation of a pin set", () => {
     expect(report).toMatchObject({ profile: "tls-gateway", pin_set: "gateway", reason: "cACompromise", dry_run: false, failed: [] });
     expect(report.revoked).toHaveLength(1);
     const successor = report.revoked[0]!.successor!;
-    expect(report.revoked[0]).toMatchObject({ serial: g1.serial, spki_sha256: primaryPin });
-    expect(report.not_reissued).toEqual([{ serial: stray.serial, spki_sha256: pinOf(edge.csr).pin, why: expect.stringMatching(/^pin set gateway is in phase stable: only the primary key .* which is not in the pin set/) }]);
+    // The OCSP status is the engine responder's signed answer, asked after the revocation.
+    expect(report.revoked[0]).toMatchObject({ serial: g1.serial, spki_sha256: primaryPin, ocsp: "revoked" });
+    expect(report.not_reissued).toEqual([{ serial: stray.serial, spki_sha256: pinOf(edge.csr).pin, why: expect.stringMatching(/^pin set gateway is in phase stable: only the primary key .* which is not in the pin set/), ocsp: "revoked" }]);
     expect(report.crl_numbers["int-tls"]).toBeGreaterThan(0);
 
     // Store, CRL and OCSP agree, and the other profile is untouched.
@@ -104,7 +105,7 @@ describe("emergency rotation of a pin set", () => {
     // keyCompromise of the primary: revoked, nothing reissued for that key.
     const kc = await emergencyRotate(state, { pinSet: "gateway", reason: "keyCompromise", pins: [primaryPin] }, pki);
     expect(kc.revoked).toEqual([]);
-    expect(kc.not_reissued).toEqual([{ serial: successor, spki_sha256: primaryPin, why: "key compromised: its holder must certify a new key" }]);
+    expect(kc.not_reissued).toEqual([{ serial: successor, spki_sha256: primaryPin, why: "key compromised: its holder must present a new key", ocsp: "revoked" }]);
     expect((await status(successor)).status).toBe("revoked");
   });
 

@@ -1,5 +1,9 @@
-import { createPublicKey, X509Certificate } from "node:crypto";
+import "reflect-metadata";
+import { createHash, createPublicKey, X509Certificate } from "node:crypto";
 import { join } from "node:path";
+import * as ocsp from "@peculiar/asn1-ocsp";
+import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
+import * as asn from "@peculiar/asn1-x509";
 import Database from "better-sqlite3";
 import type { FastifyPluginAsync } from "fastify";
 import type { DesiredState } from "../../config/index.js";
@@ -40,7 +44,11 @@ export interface EmergencyPki {
   /** A successor for the same key, subject and SANs under the current revision's profile. */
   reissue(cert: LiveCert): Promise<{ serial: string; not_after: string }>;
   supersede(serial: string, successor: string, at: number): void;
+  /** What the OCSP responder now answers for the certificate (asked after the revocation, so the report shows what relying parties see). */
+  ocspStatus?(cert: LiveCert): Promise<OcspStatus>;
 }
+
+export type OcspStatus = "good" | "revoked" | "unknown" | `error: ${string}`;
 
 /**
  * Live certificates of profiles, read through a read-only connection to the
@@ -68,6 +76,8 @@ export interface AuthorityLike {
   revoke(body: unknown, who: "engine"): Promise<{ crl_number?: number }>;
   issueForEngine(profileId: string, publicKey: import("node:crypto").KeyObject, names: { cn?: string; dns?: string[]; ip?: string[]; uri?: string[] }): Promise<{ serial: string; not_after: string }>;
   readonly store: { supersede(serial: string, successor: string, revokeAfter: number): void };
+  ocsp(der: Uint8Array): Promise<{ status: number; body: Buffer; error?: string }>;
+  chain(issuerId: string): string;
 }
 
 /** EmergencyPki over the engine's Authority (PkiService#authority) and its data directory. */
@@ -80,7 +90,39 @@ export function authorityPki(authority: AuthorityLike, dataDir: string): Emergen
       return authority.issueForEngine(c.profile, key, { ...(c.subject.CN ? { cn: c.subject.CN } : {}), dns: c.sans.dns, ip: c.sans.ip, uri: c.sans.uri });
     },
     supersede: (serial, successor, at) => authority.store.supersede(serial, successor, at),
+    ocspStatus: async (c): Promise<OcspStatus> => {
+      const issuerPem = authority.chain(c.issuer).match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/)?.[0];
+      if (!issuerPem) return `error: no certificate for issuer ${c.issuer}`;
+      const r = await authority.ocsp(ocspRequest(c.der, Buffer.from(new X509Certificate(issuerPem).raw)));
+      return r.error ? `error: ${r.error}` : ocspAnswer(r.body);
+    },
   };
+}
+
+const SHA1 = "1.3.14.3.2.26";
+
+/** An RFC 6960 OCSPRequest for one certificate (SHA-1 CertID, as openssl ocsp sends by default), without a nonce. */
+export function ocspRequest(leafDer: Uint8Array, issuerDer: Uint8Array): Buffer {
+  const leaf = AsnConvert.parse(leafDer, asn.Certificate).tbsCertificate;
+  const issuer = AsnConvert.parse(issuerDer, asn.Certificate).tbsCertificate;
+  const sha1 = (b: ArrayBuffer | Uint8Array) => new OctetString(createHash("sha1").update(new Uint8Array(b)).digest());
+  const certId = new ocsp.CertID({
+    hashAlgorithm: new asn.AlgorithmIdentifier({ algorithm: SHA1, parameters: null }),
+    issuerNameHash: sha1(AsnConvert.serialize(leaf.issuer)),
+    issuerKeyHash: sha1(issuer.subjectPublicKeyInfo.subjectPublicKey),
+    serialNumber: leaf.serialNumber,
+  });
+  return Buffer.from(AsnConvert.serialize(new ocsp.OCSPRequest({ tbsRequest: new ocsp.TBSRequest({ requestList: [new ocsp.Request({ reqCert: certId })] }) })));
+}
+
+/** The status of the single certificate an OCSPResponse answers for. The signature is not checked: this reads our own responder's answer in-process. */
+export function ocspAnswer(der: Uint8Array): OcspStatus {
+  const res = AsnConvert.parse(der, ocsp.OCSPResponse);
+  if (res.responseStatus !== ocsp.OCSPResponseStatus.successful || !res.responseBytes) return `error: OCSP response status ${ocsp.OCSPResponseStatus[res.responseStatus]}`;
+  const basic = AsnConvert.parse(res.responseBytes.response.buffer, ocsp.BasicOCSPResponse);
+  const st = basic.tbsResponseData.responses[0]?.certStatus;
+  if (!st) return "error: empty OCSP response";
+  return st.revoked ? "revoked" : st.unknown !== undefined ? "unknown" : "good";
 }
 
 export interface EmergencyRequest {
@@ -99,9 +141,9 @@ export interface EmergencyReport {
   pin_set?: string;
   reason: RevocationReason;
   dry_run: boolean;
-  revoked: { serial: string; spki_sha256: string; successor?: string }[];
+  revoked: { serial: string; spki_sha256: string; successor?: string; ocsp?: OcspStatus }[];
   /** Revoked without a successor, and why. */
-  not_reissued: { serial: string; spki_sha256: string; why: string }[];
+  not_reissued: { serial: string; spki_sha256: string; why: string; ocsp?: OcspStatus }[];
   failed: { serial: string; error: string }[];
   crl_numbers: Record<string, number>;
 }
@@ -134,7 +176,7 @@ export async function emergencyRotate(state: DesiredState, req: EmergencyRequest
   for (const cert of pki.live([profileId], now)) {
     if (only && !only.has(cert.spki_sha256)) continue;
     let why: string | undefined;
-    if (!reissue) why = req.reason === "keyCompromise" ? "key compromised: its holder must certify a new key" : "reissue not requested";
+    if (!reissue) why = req.reason === "keyCompromise" ? "key compromised: its holder must present a new key" : "reissue not requested";
     else {
       const refusal = checkProfileIssuance(state.pinSets, profile, cert.spki_sha256, now);
       if (refusal) why = refusal.message;
@@ -156,8 +198,11 @@ export async function emergencyRotate(state: DesiredState, req: EmergencyRequest
       }
       const r = await pki.revoke(cert.serial, req.reason);
       if (r.crl_number !== undefined) report.crl_numbers[cert.issuer] = Math.max(report.crl_numbers[cert.issuer] ?? 0, r.crl_number);
-      if (why) report.not_reissued.push({ serial: cert.serial, spki_sha256: cert.spki_sha256, why });
-      else report.revoked.push({ serial: cert.serial, spki_sha256: cert.spki_sha256, successor: successor! });
+      let status: OcspStatus | undefined;
+      if (pki.ocspStatus) status = await pki.ocspStatus(cert).catch((err: Error): OcspStatus => `error: ${err.message}`);
+      const ocspField = status ? { ocsp: status } : {};
+      if (why) report.not_reissued.push({ serial: cert.serial, spki_sha256: cert.spki_sha256, why, ...ocspField });
+      else report.revoked.push({ serial: cert.serial, spki_sha256: cert.spki_sha256, successor: successor!, ...ocspField });
     } catch (err) {
       report.failed.push({ serial: cert.serial, error: (err as Error).message });
     }
@@ -190,4 +235,45 @@ export function emergencyRoutes(deps: { state: () => DesiredState | undefined; p
     app.post("/v1/pins/:id/emergency-rotate", handler("pinSet"));
     app.post("/v1/profiles/:id/emergency-rotate", handler("profile"));
   };
+}
+
+/** A rotation the daemon refused or could not be asked for: `status` is the HTTP status (0: unreachable). */
+export class EmergencyRequestError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly field?: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Asks a running daemon's admin port (`viw rotate`) for an emergency rotation
+ * through the routes above: the daemon holds the CA keys, the store and the
+ * applied revision, so the command only sends the request.
+ */
+export async function requestEmergencyRotation(admin: string, req: EmergencyRequest): Promise<EmergencyReport> {
+  const path = req.pinSet !== undefined ? `/v1/pins/${encodeURIComponent(req.pinSet)}/emergency-rotate` : `/v1/profiles/${encodeURIComponent(req.profile ?? "")}/emergency-rotate`;
+  const url = new URL(path, admin);
+  const body = { reason: req.reason, ...(req.pins?.length ? { pins: req.pins } : {}), ...(req.reissue !== undefined ? { reissue: req.reissue } : {}), dry_run: !!req.dryRun };
+  let res: Response;
+  try {
+    res = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  } catch (err) {
+    const cause = (err as Error & { cause?: Error }).cause;
+    throw new EmergencyRequestError(`cannot reach the daemon's admin port at ${url.origin}: ${cause?.message ?? (err as Error).message}`, 0);
+  }
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new EmergencyRequestError(`${url.origin} answered ${res.status} with a body that is not JSON: ${text.slice(0, 200)}`, res.status);
+  }
+  if (!res.ok) {
+    const e = (json as { error?: { message?: string; field?: string } }).error;
+    throw new EmergencyRequestError(e?.message ?? `${url.origin} answered ${res.status}`, res.status, e?.field);
+  }
+  return json as EmergencyReport;
 }
