@@ -16,6 +16,7 @@ import { promisify } from "node:util";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { UsageError } from "../../engine/cli/args.js";
+import { runCli } from "../../engine/cli/main.js";
 import { main as rotate } from "../../engine/cli/rotate.js";
 import { createDaemon, type Daemon } from "../../engine/daemon.js";
 import { pinOf } from "../../engine/pki/pins/index.js";
@@ -130,7 +131,12 @@ describe("viw rotate", () => {
     expect(r.out).toContain(`  would revoke ${first[0]} (superseded) and reissue it for the same key ${A.pin}\n`);
     expect(r.out).toContain(`  would revoke ${first[1]} (superseded) and reissue it for the same key ${B.pin}\n`);
     expect(r.out).toContain("dry run: nothing was revoked; run again with --yes to revoke 2 certificates\n");
+    // By profile, the same certificates; the JSON report says it was a dry run.
+    const byProfile = await run("--profile", "tls-gateway", "--admin", endpoints.admin!, "--format", "json");
+    expect(byProfile.code).toBe(0);
+    expect(JSON.parse(byProfile.out)).toMatchObject({ profile: "tls-gateway", dry_run: true, revoked: [{ serial: first[0], successor: "(dry run)" }, { serial: first[1], successor: "(dry run)" }], not_reissued: [], failed: [] });
     expect(await ocsp(first[0]!)).toBe("good");
+    expect(await ocsp(first[1]!)).toBe("good");
     expect(await crl()).not.toContain(hex(first[0]!));
   });
 
@@ -218,5 +224,8 @@ describe("viw rotate", () => {
     await usage(["--pin-set", "gateway", "--admin", "http://x", "--data", data], /give --admin URL or --data DIR, not both/);
     await usage(["--pin-set", "gateway", "--bogus"], /Unknown option '--bogus'/);
     await usage(["--pin-set", "gateway", "--format", "yaml"], /--format must be text or json, not yaml/);
+    // `viw rotate` is in the command table: viw dispatches to it and lists it.
+    await expect(runCli(["rotate", "--pin-set", "gateway", "--reason", "oops"])).rejects.toThrow(/--reason must be/);
+    expect((await captureOutput(() => runCli(["help"]))).out).toMatch(/^  rotate +emergency rotation: revoke and reissue/m);
   });
 });
