@@ -10,7 +10,8 @@
  *   await pki.issueForEngine("engine-listener", publicKey, { cn, dns, ip });  // its own certificates
  *   await pki.listen({ issuance: { host, port, tls: { cert, key, ca: caBundlePem(dataDir, state) } }, pki: { host, port } });
  *   await pki.close(); await keys.close();
- * `viw ca init` (engine/cli/ca.ts) calls initCa.
+ * `viw ca init` (engine/cli/ca.ts) calls initCa; `viw ca crl` / `ca revoke-intermediate`
+ * call signRootCrl / revokeIntermediate (the offline root's CRLs, signed where its key is).
  */
 export type { Signer, KeyProvider } from "./signer.js";
 export { KeyRing, KeyError, SoftwareKeyProvider, Pkcs11KeyProvider, softwareSigner, generatePrivateKey, type KeysOptions } from "./keys/index.js";
@@ -19,8 +20,9 @@ export { createPkiService, type PkiService, type PkiServiceOptions, type ListenO
 export { Authority, type ClientIdentity, type IssuedCertificate, type Logger, type Runtime } from "./authority.js";
 export type { IssuanceTls } from "./api.js";
 export { IssueError } from "./errors.js";
-export { CertStore, REASON_CODES, type RevocationReason } from "./store.js";
+export { CertStore, REASON_CODES, type RevocationReason, type LiveCertificate } from "./store.js";
 export { buildCrl } from "./crl.js";
+export { signRootCrl, revokeIntermediate, rootCrlPaths, RootCrlError, type RootCrlOptions, type RootCrlResult, type RootRevocation } from "./rootcrl.js";
 export { parseCsr } from "./csr.js";
 export { enforceProfile } from "./profile.js";
 export { toPem, fromPem, normalizeSerial } from "./x509.js";

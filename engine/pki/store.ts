@@ -89,6 +89,18 @@ export interface CertRecord {
   revoke_after: number | null;
 }
 
+/** A certificate still in force (not revoked, not expired), as emergency rotation lists them. */
+export interface LiveCertificate {
+  serial: string;
+  issuer: string;
+  profile: string;
+  subject: Record<string, string>;
+  sans: { dns: string[]; ip: string[]; uri: string[] };
+  not_after: number;
+  spki_sha256: string;
+  der: Buffer;
+}
+
 export interface Revoked {
   serial: string;
   revoked_at: number;
@@ -197,6 +209,19 @@ export class CertStore {
   /** Revoked and not yet expired certificates of an issuer, as [serial, revoked_at, reason] rows. */
   revokedOf(issuer: string, now: number): [string, number, number][] {
     return this.stmts.revoked.all(issuer, now) as [string, number, number][];
+  }
+
+  /**
+   * Certificates of these profiles that are neither revoked nor expired at
+   * `now`, oldest first. Read on this thread's connection, which sees every
+   * insert that has resolved (WAL, same file).
+   */
+  live(profiles: readonly string[], now: number): LiveCertificate[] {
+    if (profiles.length === 0) return [];
+    const rows = this.db
+      .prepare(`SELECT serial, issuer, profile, subject, sans, not_after, spki_sha256, der FROM certs WHERE revoked_at IS NULL AND not_after > ? AND profile IN (${profiles.map(() => "?").join(",")}) ORDER BY issued_at, serial`)
+      .all(now, ...profiles) as (Omit<LiveCertificate, "subject" | "sans"> & { subject: string; sans: string })[];
+    return rows.map((r) => ({ ...r, subject: JSON.parse(r.subject) as Record<string, string>, sans: JSON.parse(r.sans) as LiveCertificate["sans"] }));
   }
 
   /** The next CRL number of an issuer, persisted before it is used so it is never reused. */
