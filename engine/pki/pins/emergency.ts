@@ -52,10 +52,9 @@ export type OcspStatus = "good" | "revoked" | "unknown" | `error: ${string}`;
 
 /**
  * Live certificates of profiles, read through a read-only connection to the
- * PKI's store (DATA/pki/pki.db, WAL allows a concurrent reader). Stand-in for
- * a CertStore method (e.g. `activeOf(profiles, now)`) that engine/pki does
- * not offer yet; it reads the store's `certs` table as engine/pki/store.ts
- * defines it.
+ * PKI's store file (DATA/pki/pki.db). Superseded by CertStore.live, which
+ * authorityPki uses; kept only because test/pki/store.test.ts compares the
+ * two — remove both together.
  */
 export function liveCertificates(dataDir: string, profiles: readonly string[], now: number): LiveCert[] {
   if (profiles.length === 0) return [];
@@ -75,15 +74,16 @@ export function liveCertificates(dataDir: string, profiles: readonly string[], n
 export interface AuthorityLike {
   revoke(body: unknown, who: "engine"): Promise<{ crl_number?: number }>;
   issueForEngine(profileId: string, publicKey: import("node:crypto").KeyObject, names: { cn?: string; dns?: string[]; ip?: string[]; uri?: string[] }): Promise<{ serial: string; not_after: string }>;
-  readonly store: { supersede(serial: string, successor: string, revokeAfter: number): void };
+  readonly store: { supersede(serial: string, successor: string, revokeAfter: number): void; live(profiles: readonly string[], now: number): LiveCert[] };
   ocsp(der: Uint8Array): Promise<{ status: number; body: Buffer; error?: string }>;
   chain(issuerId: string): string;
 }
 
-/** EmergencyPki over the engine's Authority (PkiService#authority) and its data directory. */
-export function authorityPki(authority: AuthorityLike, dataDir: string): EmergencyPki {
+/** EmergencyPki over the engine's Authority (PkiService#authority). `dataDir` is no longer used (the store is read through the Authority); kept so the daemon's call stays valid. */
+export function authorityPki(authority: AuthorityLike, dataDir?: string): EmergencyPki {
+  void dataDir;
   return {
-    live: (profiles, now) => liveCertificates(dataDir, profiles, now),
+    live: (profiles, now) => authority.store.live(profiles, now),
     revoke: (serial, reason) => authority.revoke({ serial, reason }, "engine"),
     reissue: (c) => {
       const key = createPublicKey({ key: new X509Certificate(c.der).publicKey.export({ type: "spki", format: "der" }), format: "der", type: "spki" });
