@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 
 /**
  * ClientHello reading for the audit: JA3 (the Salesforce fingerprint:
@@ -122,6 +122,6 @@ function parseHello(b: Buffer): ClientHello {
   }
   if (offered.length === 0) offered = [version];
   const ja3Text = `${version},${ciphers.join("-")},${exts.join("-")},${groups.join("-")},${formats.join("-")}`;
-  const ja3 = createHash("md5").update(ja3Text).digest("hex");
+  const ja3 = hash("md5", ja3Text, "hex");
   return { version, offered, ja3, ja3Text, ...(serverName !== undefined ? { serverName } : {}) };
 }

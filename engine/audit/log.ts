@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from "node:crypto";
+import { hash, randomBytes } from "node:crypto";
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync, renameSync, write as fsWrite } from "node:fs";
 import { promisify } from "node:util";
 import { join } from "node:path";
@@ -19,9 +19,16 @@ import { Router } from "../siem/normalize/index.js";
  * backslash, a line ends only at a real LF, and a DN like `CN=x][Outcome=Success`
  * stays inside its own field (`parseAuditLine` is the reference reader).
  *
- * Lines reach the file within one event-loop turn, in order, written by one
- * asynchronous writer; `flush()`/`close()` wait for them (the daemon must
- * await `close()` on shutdown).
+ * Lines reach the file in order, written by one asynchronous writer: a line
+ * from `write()` (certificate requests, revocations, config revisions...)
+ * within one event-loop turn, taking every line queued before it along; a
+ * TLS session line (`writeSession()`, one per handshake and one per close)
+ * within `flushMs` (default 100 ms), batched so a busy listener pays one
+ * write(2) per batch rather than per handshake. That bound is below the
+ * journal copies' (`journalBatchMs`, 250 ms), and the journal is the durable
+ * copy the sealed chain covers, so batching the file loses nothing the
+ * journal would have kept. `flush()`/`close()` wait for every line (the
+ * daemon must await `close()` on shutdown).
  *
  * The file is opened O_APPEND and never truncated: it is rotated by renaming
  * to audit.log.YYYY-MM-DD (the UTC day of its lines), or .YYYY-MM-DD.N when
@@ -51,6 +58,8 @@ export interface AuditLogOptions {
   route?: (action: string) => string;
   /** Journal copies are appended at most this long after their line (batched). Default 250 ms. */
   journalBatchMs?: number;
+  /** TLS session lines (`writeSession`) reach the file at most this long after they were written (batched). Default 100 ms. */
+  flushMs?: number;
   /** Write failures (disk full) and journal failures (full, closed) are reported here. */
   onError?: (err: Error) => void;
   /** Clock (tests). */
@@ -145,6 +154,8 @@ export function parseAuditLine(line: string): ParsedAuditLine {
 const DEFAULT_MAX_BYTES = 64 * 1024 * 1024;
 const writeAsync = promisify(fsWrite);
 const MAX_BATCH = 1000;
+/** Batched session lines are written at once past this many bytes. */
+const MAX_BUFFERED = 64 * 1024;
 
 export class AuditLog {
   readonly file: string;
@@ -161,9 +172,13 @@ export class AuditLog {
   private readonly boot = randomBytes(8).toString("hex");
   private seq = 0;
   private readonly pending = new Set<Promise<unknown>>();
-  /** Lines waiting for the writer, with rotation points between them. */
-  private out: (Buffer | { rotate: string })[] = [];
+  /** Lines (with their LF) waiting for the writer, with rotation points between them. */
+  private out: (string | { rotate: string })[] = [];
+  private outBytes = 0;
   private pumping = false;
+  /** A session line is waiting for the flush timer. */
+  private flushTimer: NodeJS.Timeout | undefined;
+  private readonly flushMs: number;
   private readonly written: (() => void)[] = [];
   private readonly queues = new Map<Journal, { index: string; event: NormalizedEvent }[]>();
   private timer: NodeJS.Timeout | undefined;
@@ -175,6 +190,8 @@ export class AuditLog {
   constructor(readonly dir: string, opts: AuditLogOptions = {}) {
     this.maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES;
     this.batchMs = opts.journalBatchMs ?? 250;
+    this.flushMs = opts.flushMs ?? 100;
+    if (!(this.flushMs >= 0)) throw new Error(`audit log flushMs must be zero or more, got ${opts.flushMs}`);
     if (!(this.maxBytes > 0)) throw new Error(`audit log maxBytes must be positive, got ${opts.maxBytes}`);
     this.journal = opts.journal;
     this.now = opts.now ?? (() => new Date());
@@ -200,33 +217,62 @@ export class AuditLog {
    * line (without LF). `journal` overrides the log's journal for this record.
    */
   write(listener: string, event: string, fields: AuditFields, draft?: EventDraft, journal?: Journal): string {
+    const line = this.append(listener, event, fields, draft, journal);
+    this.schedule(true);
+    return line;
+  }
+
+  /**
+   * Like `write()`, for the high-rate TLS session lines: the file line is
+   * written within `flushMs` (batched), or at once when a `write()` line
+   * follows it or MAX_BUFFERED bytes are waiting.
+   */
+  writeSession(listener: string, event: string, fields: AuditFields, draft?: EventDraft, journal?: Journal): string {
+    const line = this.append(listener, event, fields, draft, journal);
+    this.schedule(this.flushMs === 0 || this.outBytes >= MAX_BUFFERED);
+    return line;
+  }
+
+  private append(listener: string, event: string, fields: AuditFields, draft: EventDraft | undefined, journal: Journal | undefined): string {
     if (this.closed) throw new Error("audit log is closed");
     assertListenerName(listener);
-    const at = draft?.timestamp ? new Date(draft.timestamp) : this.now();
-    const ts = at.toISOString();
+    const ts = (draft?.timestamp ? new Date(draft.timestamp) : this.now()).toISOString();
     const line = `${ts} [${listener}] ${formatAuditFields(event, fields)}`;
-    const bytes = Buffer.from(line + "\n", "utf8");
+    const text = line + "\n";
+    const length = Buffer.byteLength(text, "utf8");
     const day = ts.slice(0, 10);
-    if (this.size > 0 && (day !== this.day || this.size + bytes.length > this.maxBytes)) {
+    if (this.size > 0 && (day !== this.day || this.size + length > this.maxBytes)) {
       this.out.push({ rotate: this.day });
       this.size = 0;
     }
     if (this.size === 0) this.day = day;
-    this.out.push(bytes);
-    this.size += bytes.length;
-    if (!this.pumping) {
-      this.pumping = true;
-      setImmediate(() => void this.pump());
-    }
+    this.out.push(text);
+    this.size += length;
+    this.outBytes += length;
     const sink = journal ?? this.journal;
     if (sink && draft) this.journalLine(sink, line, event, ts, draft);
     return line;
   }
 
+  /** Starts the writer now (next turn), or arms the session flush timer. */
+  private schedule(now: boolean): void {
+    if (now) {
+      if (this.flushTimer) clearTimeout(this.flushTimer);
+      this.flushTimer = undefined;
+      if (!this.pumping) {
+        this.pumping = true;
+        setImmediate(() => void this.pump());
+      }
+    } else if (!this.pumping && !this.flushTimer) {
+      // While the writer runs, it takes these lines along; otherwise the timer does.
+      this.flushTimer = setTimeout(() => this.schedule(true), this.flushMs);
+    }
+  }
+
   private journalLine(sink: Journal, line: string, auditEvent: string, ts: string, draft: EventDraft): void {
     const event = { ...draft, timestamp: draft.timestamp ?? ts } as NormalizedEvent;
     event.extra = { ...draft.extra, audit_event: auditEvent, audit_line: line };
-    event.event_id = createHash("sha256").update(`${this.boot}:${this.seq++}:${line}`).digest("hex");
+    event.event_id = hash("sha256", `${this.boot}:${this.seq++}:${line}`, "hex");
     event.received_at = ts;
     let queue = this.queues.get(sink);
     if (!queue) this.queues.set(sink, (queue = []));
@@ -271,38 +317,40 @@ export class AuditLog {
     while (this.out.length > 0) {
       const batch = this.out;
       this.out = [];
-      let bufs: Buffer[] = [];
+      this.outBytes = 0;
+      let lines: string[] = [];
       for (const item of batch) {
-        if (Buffer.isBuffer(item)) bufs.push(item);
+        if (typeof item === "string") lines.push(item);
         else {
-          await this.writeAll(bufs);
-          bufs = [];
+          await this.writeAll(lines);
+          lines = [];
           this.rotate(item.rotate);
         }
       }
-      await this.writeAll(bufs);
+      await this.writeAll(lines);
     }
     this.pumping = false;
     for (const w of this.written.splice(0)) w();
   }
 
-  private async writeAll(bufs: Buffer[]): Promise<void> {
-    if (bufs.length === 0) return;
-    let data = bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs);
+  private async writeAll(lines: string[]): Promise<void> {
+    if (lines.length === 0) return;
+    let data = Buffer.from(lines.length === 1 ? lines[0]! : lines.join(""), "utf8");
     try {
       while (data.length > 0) {
         const { bytesWritten } = await writeAsync(this.fd, data, 0, data.length, null);
         data = data.subarray(bytesWritten);
       }
-      this.counters.lines += bufs.length;
+      this.counters.lines += lines.length;
     } catch (err) {
-      this.counters.writeErrors += bufs.length;
+      this.counters.writeErrors += lines.length;
       this.onError(new Error(`audit log ${this.file}: ${(err as Error).message}`));
     }
   }
 
   /** Resolves when every line written so far is in the file, and every journal copy is durable (or has failed and been reported). */
   async flush(): Promise<void> {
+    if (this.out.length > 0) this.schedule(true);
     if (this.pumping) await new Promise<void>((r) => this.written.push(r));
     this.drain();
     while (this.pending.size > 0) await Promise.all([...this.pending]);

@@ -70,10 +70,14 @@ describe("an operator reproduces refused handshakes against an audited TLS 1.3-o
       );
       req.on("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
     });
+  // Session lines reach the file in batches (AuditLog flushMs): wait for one more failure line than before.
+  let failures = 0;
   const lastFailure = () =>
     waitFor(() => {
-      const l = readFileSync(audit.file, "utf8").split("\n").filter(Boolean).map(parseAuditLine).pop();
-      return l && l.fields[0]![1] === "ACCESS_SESSION_ESTABLISH_FAILURE" ? Object.fromEntries(l.fields) : undefined;
+      const all = readFileSync(audit.file, "utf8").split("\n").filter(Boolean).map(parseAuditLine).filter((l) => l.fields[0]![1] === "ACCESS_SESSION_ESTABLISH_FAILURE");
+      if (all.length <= failures) return undefined;
+      failures = all.length;
+      return Object.fromEntries(all.at(-1)!.fields);
     }, "a failure line");
 
   it("VIW_TLS_MAX_VERSION=TLSv1.2 → refused, audited as protocol version", async () => {

@@ -107,6 +107,56 @@ describe("append-only rotation", () => {
   });
 });
 
+describe("session line batching (flushMs)", () => {
+  const session = (log: AuditLog, n: number) =>
+    log.writeSession("issuance", "ACCESS_SESSION_ESTABLISH_SUCCESS", [["ClientIP", "127.0.0.1"], ["ServerIP", "127.0.0.1"], ["SubjectID", `CN=c${n}`], ["Outcome", "Success"], ["Info", ""]]);
+  const onDisk = async (file: string) => (await readFile(file, "utf8").catch(() => "")).split("\n").filter(Boolean);
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  it("a session line is on disk within flushMs without any flush() call", async () => {
+    const log = new AuditLog(join(dir, "audit"), { flushMs: 100 });
+    const line = session(log, 1);
+    const t0 = Date.now();
+    let got: string[] = [];
+    while (Date.now() - t0 < 1000 && got.length === 0) {
+      await sleep(10);
+      got = await onDisk(log.file);
+    }
+    expect(got).toEqual([line]);
+    // the bound plus scheduling slack on a shared machine
+    expect(Date.now() - t0).toBeLessThan(600);
+    await log.close();
+  });
+
+  it("session lines wait for the batch, and a clean shutdown (close) writes them all, in order", async () => {
+    const log = new AuditLog(join(dir, "audit"), { flushMs: 60_000 });
+    const written = [session(log, 1), session(log, 2), session(log, 3)];
+    await sleep(50);
+    expect(await onDisk(log.file)).toEqual([]);
+    await log.close();
+    expect(await onDisk(log.file)).toEqual(written);
+    expect(log.stats()).toMatchObject({ lines: 3, writeErrors: 0 });
+  });
+
+  it("a non-session line is written at once and takes the waiting session lines along, in order", async () => {
+    const log = new AuditLog(join(dir, "audit"), { flushMs: 60_000 });
+    const a = session(log, 1);
+    const b = log.crlPublish({ issuer: "int-tls", crlNumber: 1, entries: 0 });
+    const t0 = Date.now();
+    let got: string[] = [];
+    while (Date.now() - t0 < 5000 && got.length < 2) {
+      await sleep(10);
+      got = await onDisk(log.file);
+    }
+    expect(got).toEqual([a, b]);
+    await log.close();
+  });
+
+  it("refuses a negative flushMs", () => {
+    expect(() => new AuditLog(join(dir, "audit"), { flushMs: -1 })).toThrow(/flushMs must be zero or more, got -1/);
+  });
+});
+
 describe("non-session events and their journal copies", () => {
   it("certRequest, revocation, crlPublish, configRevision, keyStoreFailure become lines and journal events in a real journal", async () => {
     const journal = openJournal(join(dir, "journal.db"));

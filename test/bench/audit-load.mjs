@@ -1,31 +1,41 @@
-// Handshake load for test/bench/audit.bench.ts, in its own process so the
-// client's TLS work does not share the measured server's event loop.
-// Every connection is a new full TLS 1.3 mTLS handshake (no resumption)
-// carrying one HTTP request, closed by the server after the answer.
-// Usage: node audit-load.mjs CONFIG_JSON  ->  prints {"count","failed","seconds","rate"}
+// Handshake load for test/bench/audit-handshakes.mjs, in its own process so the
+// client's TLS work does not share the measured server's CPU or event loop.
+// Every connection is a new full TLS 1.3 mTLS handshake (no session is
+// offered for resumption) carrying one HTTP request, closed by the server
+// after the answer (Connection: close).
+// Usage: node audit-load.mjs CONFIG_JSON  ->  prints {"count","failed","seconds","rate","cpuUs" (client CPU per connection)}
+//   CONFIG_JSON: {port, ca, cert, key, seconds, concurrency, path?}
 import { readFileSync } from "node:fs";
 import tls from "node:tls";
 
 const cfg = JSON.parse(process.argv[2]);
 const ctx = tls.createSecureContext({ ca: readFileSync(cfg.ca), cert: readFileSync(cfg.cert), key: readFileSync(cfg.key), minVersion: "TLSv1.3" });
+const request = `GET ${cfg.path ?? "/"} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`;
 let count = 0;
 let failed = 0;
+let resumed = 0;
 
 function once() {
   return new Promise((resolve) => {
     const sock = tls.connect({ host: "127.0.0.1", port: cfg.port, secureContext: ctx, servername: "localhost" });
-    // One request per connection, as issuance clients do; the server closes (Connection: close).
+    let answered = false;
     sock.once("secureConnect", () => {
-      count++;
-      sock.write("GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+      if (sock.isSessionReused()) resumed++;
+      sock.write(request);
     });
-    sock.on("error", () => void failed++);
-    sock.once("close", resolve);
+    sock.once("data", (d) => void (answered = d.subarray(0, 12).toString("latin1") === "HTTP/1.1 200"));
+    sock.on("error", () => {});
     sock.resume();
+    sock.once("close", () => {
+      if (answered) count++;
+      else failed++;
+      resolve();
+    });
   });
 }
 
 const start = Date.now();
+const cpu0 = process.cpuUsage();
 const until = start + cfg.seconds * 1000;
 await Promise.all(
   Array.from({ length: cfg.concurrency }, async () => {
@@ -33,4 +43,6 @@ await Promise.all(
   }),
 );
 const seconds = (Date.now() - start) / 1000;
-process.stdout.write(JSON.stringify({ count, failed, seconds, rate: count / seconds }) + "\n");
+const cpu = process.cpuUsage(cpu0);
+if (resumed) throw new Error(`${resumed} sessions were resumed; the benchmark must measure full handshakes`);
+process.stdout.write(JSON.stringify({ count, failed, seconds, rate: count / seconds, cpuUs: (cpu.user + cpu.system) / Math.max(1, count) }) + "\n");
