@@ -1,8 +1,8 @@
 /**
- * `viw plan --from A --to B` shows the two-revision pin-roll problems the
- * daemon would refuse (a skipped phase), positioned in the new revision's
- * file, in every output format, and exits 1 so the pull request fails at
- * review. Real git repo made by the test.
+ * `viw plan --from A --to B` and `viw validate --base REV` show the
+ * two-revision pin-roll problems the daemon would refuse (a skipped phase),
+ * positioned in the new revision's file, in every output format, and exit 1
+ * so the pull request fails at review. Real git repo made by the test.
  */
 import { execFileSync } from "node:child_process";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main as planMain } from "../../engine/cli/plan.js";
+import { main as validateMain } from "../../engine/cli/validate.js";
 import { captureOutput } from "../capture.js";
 
 const ROOT = join(import.meta.dirname, "../..");
@@ -68,5 +69,24 @@ describe("viw plan: pin-roll problems", () => {
     expect(body.changes).toContainEqual(expect.objectContaining({ kind: "pinset", id: "gateway", field: "roll.phase", old: "stable", new: "backup-deployed" }));
     // The working tree (branch legal) against the skip commit: going back from cutover to backup-deployed is a rollback step, allowed.
     expect((await plan("--from", skip)).code).toBe(0);
+  });
+});
+
+describe("viw validate --base", () => {
+  it("a stable -> cutover jump in the working tree fails against the base, positioned; a broken base is skipped with a warning", async () => {
+    git("checkout", "-q", "-f", "-B", "validate", base);
+    const stable = readFileSync(file, "utf8");
+    writeFileSync(file, stable.replace("  phase: stable\n", `  phase: cutover\n  to: ${BACKUP}\n`));
+    const v = await captureOutput(() => validateMain(["--repo", repo, "--base", base]));
+    expect(v.code).toBe(1);
+    expect(v.out).toBe(`pins/gateway.yaml:${phaseLine}:10: error: ${MESSAGE}\n`);
+    expect(v.err).toMatch(/^1 error in 1 of \d+ files\n$/);
+    // A base revision that does not validate cannot be compared with: said on stderr, the tree's own checks still decide.
+    writeFileSync(join(repo, "pins/backend-api.yaml"), "id: backend-api\nprofile: [\n");
+    const broken = commit("a broken base");
+    git("checkout", "-q", "-f", "validate~1");
+    const w = await captureOutput(() => validateMain(["--repo", repo, "--base", broken]));
+    expect(w.code).toBe(0);
+    expect(w.err).toMatch(new RegExp(`^warning: base revision ${broken} is itself invalid \\(\\d+ errors?\\); the checks against it are skipped\n$`));
   });
 });
