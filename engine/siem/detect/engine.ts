@@ -76,6 +76,8 @@ export interface RuleStats {
 /** What a rule's state needs from the engine. */
 interface Host {
   readonly wm: number;
+  /** The event's group key for a rule, computed once per event for all rules grouping by the same fields. */
+  key(sig: number, rule: CompiledRule, ev: NormalizedEvent): string;
   fire(rule: CompiledRule, state: RuleState, key: string, group: Record<string, unknown>, start: number, end: number, ids: string[]): void;
   limit(rule: CompiledRule, state: RuleState, which: "groups" | "entries", at: number): void;
 }
@@ -88,6 +90,8 @@ abstract class RuleState {
   evicted = 0;
   entries = 0;
   readonly noticeAt = { groups: -Infinity, entries: -Infinity };
+  /** The engine's index of the rule's group_by fields (rules grouping alike share one key computation per event). */
+  sig = 0;
   constructor(
     readonly digest: string,
     readonly kind: string,
@@ -142,11 +146,11 @@ class MatchState extends RuleState {
   readonly until = new Map<string, number>();
   onEvent(rule: CompiledRule, ev: NormalizedEvent, ts: number, host: Host): void {
     if (!rule.groupKey || rule.suppressMs === 0) {
-      const key = rule.groupKey ? rule.groupKey(ev) : idOf(ev);
+      const key = rule.groupKey ? host.key(this.sig, rule, ev) : idOf(ev);
       host.fire(rule, this, key, rule.groupValues(ev), ts, ts, [idOf(ev)]);
       return;
     }
-    const key = rule.groupKey(ev);
+    const key = host.key(this.sig, rule, ev);
     const u = this.until.get(key);
     if (u !== undefined && ts < u) return;
     if (u === undefined && this.until.size >= rule.limits.groups) {
@@ -189,7 +193,7 @@ const tSize = (g: TGroup) => g.ts.length - g.head;
 class ThresholdState extends RuleState {
   readonly groups = new Map<string, TGroup>();
   onEvent(rule: CompiledRule, ev: NormalizedEvent, ts: number, host: Host): void {
-    const key = rule.groupKey ? rule.groupKey(ev) : "";
+    const key = host.key(this.sig, rule, ev);
     let g = this.groups.get(key);
     if (g === undefined) {
       this.makeRoom(this.groups, rule, host, ts, tSize);
@@ -276,7 +280,7 @@ class DistinctState extends RuleState {
   onEvent(rule: CompiledRule, ev: NormalizedEvent, ts: number, host: Host): void {
     const v = rule.distinctField!(ev);
     if (v === null || v === undefined) return;
-    const key = rule.groupKey ? rule.groupKey(ev) : "";
+    const key = host.key(this.sig, rule, ev);
     let g = this.groups.get(key);
     if (g === undefined) {
       this.makeRoom(this.groups, rule, host, ts, dSize);
@@ -362,7 +366,7 @@ class SequenceState extends RuleState {
     let matched = 0;
     for (let s = 0; s < steps.length; s++) if (steps[s]!(ev)) matched |= 1 << s;
     if (matched === 0) return;
-    const key = rule.groupKey ? rule.groupKey(ev) : "";
+    const key = host.key(this.sig, rule, ev);
     let g = this.groups.get(key);
     if (g === undefined) {
       if (!(matched & 1)) return; // nothing to continue and not a start
@@ -423,6 +427,8 @@ interface Pending {
   done: boolean;
 }
 interface AGroup {
+  /** The group's field values (equal keys, equal values: taken once, shared by its waits). */
+  group: Record<string, unknown>;
   pending: Pending[];
   /** Times of recent B events, to satisfy an A that arrives after its B (out of order). */
   seen: number[];
@@ -441,12 +447,12 @@ class AbsenceState extends RuleState {
     const isB = rule.expect!(ev);
     const isA = rule.after!(ev);
     if (!isA && !isB) return;
-    const key = rule.groupKey ? rule.groupKey(ev) : "";
+    const key = host.key(this.sig, rule, ev);
     let g = this.groups.get(key);
     if (g === undefined) {
       if (!isA) return;
       this.makeRoom(this.groups, rule, host, ts, aSize);
-      g = { pending: [], seen: [], until: -Infinity };
+      g = { group: rule.groupValues(ev), pending: [], seen: [], until: -Infinity };
       this.groups.set(key, g);
     }
     const T = rule.windowMs;
@@ -483,7 +489,7 @@ class AbsenceState extends RuleState {
         this.entries--;
         host.limit(rule, this, "entries", ts);
       }
-      const p: Pending = { key, group: rule.groupValues(ev), at: ts, deadline: ts + T, id: idOf(ev), done: false };
+      const p: Pending = { key, group: g.group, at: ts, deadline: ts + T, id: idOf(ev), done: false };
       const pend = g.pending;
       if (pend.length === 0 || pend[pend.length - 1]!.at <= ts) pend.push(p);
       else {
@@ -571,6 +577,13 @@ export class Engine implements Host {
   /** Rules that do not pin down the action (offered every event but alerts). */
   private anyAction: Runtime[] = [];
   private withWatermark: Runtime[] = [];
+  /** Per group_by signature: the key of the current event (valid while keyAt[sig] === seq). */
+  private keys: string[] = [];
+  private keyAt: number[] = [];
+  private seq = 0;
+  /** The last event's timestamp string and its parse (events of one burst share their timestamp). */
+  private lastStamp: unknown = undefined;
+  private lastStampMs = NaN;
   private readonly latenessMs: number;
   private readonly maxFutureMs: number;
   private readonly now: () => number;
@@ -613,6 +626,23 @@ export class Engine implements Host {
     if (!this.byAction.has("alert")) this.byAction.set("alert", NONE);
     this.anyAction = this.runtimes.filter((r) => r.rule.actions === null);
     this.withWatermark = this.runtimes.filter((r) => r.rule.kind === "absence");
+    const sigs = new Map<string, number>();
+    for (const r of this.runtimes) {
+      const s = JSON.stringify(r.rule.groupBy);
+      let i = sigs.get(s);
+      if (i === undefined) sigs.set(s, (i = sigs.size));
+      r.state.sig = i;
+    }
+    this.keys = new Array<string>(sigs.size).fill("");
+    this.keyAt = new Array<number>(sigs.size).fill(-1);
+  }
+
+  key(sig: number, rule: CompiledRule, ev: NormalizedEvent): string {
+    if (this.keyAt[sig] === this.seq) return this.keys[sig]!;
+    const k = rule.groupKey ? rule.groupKey(ev) : "";
+    this.keys[sig] = k;
+    this.keyAt[sig] = this.seq;
+    return k;
   }
 
   /** The largest event time seen. */
@@ -630,7 +660,15 @@ export class Engine implements Host {
   }
 
   process(ev: NormalizedEvent): void {
-    const ts = eventTime(ev.timestamp);
+    const stamp = ev.timestamp;
+    let ts: number;
+    if (stamp === this.lastStamp) ts = this.lastStampMs;
+    else {
+      ts = eventTime(stamp);
+      this.lastStamp = stamp;
+      this.lastStampMs = ts;
+    }
+    this.seq++;
     if (ts !== ts) {
       this.invalidEvents++;
       return;
