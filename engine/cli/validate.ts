@@ -35,7 +35,7 @@ export async function main(argv: string[]): Promise<number> {
     for (const e of errors) process.stdout.write(formatDiagnostic(e) + "\n");
     process.stderr.write(`${errors.length} error${errors.length === 1 ? "" : "s"} in ${new Set(errors.map((e) => e.file)).size} of ${result.files} files\n`);
   } else {
-    process.stdout.write(`valid: ${result.files} files, digest ${result.state!.digest}${values.base !== undefined ? `, a legal pin-roll step from ${values.base}` : ""}\n`);
+    process.stdout.write(`valid: ${result.files} files, digest ${result.state!.digest}${values.base !== undefined ? `, no pin-roll problem against ${values.base}` : ""}\n`);
   }
   return errors.length ? 1 : 0;
 }
