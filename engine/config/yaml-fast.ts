@@ -44,6 +44,9 @@ const CORE_TAGS = new Schema({ schema: "core" }).tags.filter(
     t.default === true && !t.collection && t.test instanceof RegExp,
 );
 const RESOLVE_OPTIONS = { intAsBigInt: false };
+/** What ends a plain scalar inside a flow collection (with `: ` and ` #`). */
+const FLOW_END = new Set([SPACE, 0x2c, 0x5b, 0x5d, 0x7b, 0x7d]);
+
 const plainCache = new Map<string, unknown>();
 
 function resolvePlain(s: string): unknown {
@@ -492,7 +495,7 @@ class FastParser {
       if (t.charCodeAt(q) === COLON) throw DECLINE; // an implicit key inside a flow sequence
       return { value: this.quoted(p, e), end: e };
     }
-    if (NOT_PLAIN_START.has(c) && !((c === DASH || c === 0x3f || c === COLON) && p + 1 < end && t.charCodeAt(p + 1) !== SPACE)) throw DECLINE;
+    if (NOT_PLAIN_START.has(c) && !((c === DASH || c === 0x3f || c === COLON) && p + 1 < end && !FLOW_END.has(t.charCodeAt(p + 1)))) throw DECLINE;
     let e = p;
     while (e < end) {
       const d = t.charCodeAt(e);
