@@ -92,6 +92,8 @@ export interface SyslogMessage {
 
 const MONTHS: Record<string, number> = { Jan: 0, Feb: 1, Mar: 2, Apr: 3, May: 4, Jun: 5, Jul: 6, Aug: 7, Sep: 8, Oct: 9, Nov: 10, Dec: 11 };
 
+const lastHeaderTime = { text: "", iso: "" };
+
 /** RFC 5424, or RFC 3164 as best effort. Returns an error message for what is not syslog at all. */
 export function parseSyslog(text: string): SyslogMessage | string {
   if (text.charCodeAt(0) !== 0x3c) return "message does not start with <PRI>";
@@ -135,9 +137,15 @@ export function parseSyslog(text: string): SyslogMessage | string {
     const [ts, host, app, procid, msgid] = fields.map((f) => (f === "-" ? undefined : f));
     let timestamp: string | undefined;
     if (ts !== undefined) {
-      const t = Date.parse(ts);
-      if (Number.isNaN(t)) return `bad RFC 5424 timestamp ${JSON.stringify(ts.slice(0, 40))}`;
-      timestamp = new Date(t).toISOString();
+      if (ts === lastHeaderTime.text) timestamp = lastHeaderTime.iso;
+      else {
+        const t = Date.parse(ts);
+        if (Number.isNaN(t)) return `bad RFC 5424 timestamp ${JSON.stringify(ts.slice(0, 40))}`;
+        timestamp = new Date(t).toISOString();
+        // a sender's frames in one read mostly share the header time (second or millisecond resolution)
+        lastHeaderTime.text = ts;
+        lastHeaderTime.iso = timestamp;
+      }
     }
     return { facility, severity, timestamp, hostname: host, app, procid, msgid, sd, msg };
   }

@@ -6,7 +6,7 @@ export interface ConsumeOptions {
   /** Delay before retrying a batch whose handler threw. Default 1000 ms (doubles up to 30 s). */
   retryMs?: number;
   /** Told about handler failures (the batch is retried, never skipped). */
-  onError?: (err: unknown, records: readonly JournalRecord[]) => void;
+  onError?: (err: unknown, records: readonly { seq: number }[]) => void;
 }
 
 export interface Consumer {
@@ -25,12 +25,16 @@ export interface Consumer {
  * once the handler resolved (at-least-once: a crash replays from the cursor, so
  * handlers must be idempotent), then wait for the next append.
  */
-export function consume(
+export function consume<R extends { seq: number } = JournalRecord>(
   journal: Journal,
   name: string,
-  handler: (records: JournalRecord[]) => Promise<void> | void,
-  opts: ConsumeOptions = {},
+  handler: (records: R[]) => Promise<unknown> | void,
+  opts: ConsumeOptions & {
+    /** How a batch is read; default `journal.read` (e.g. LocalJournal.readRaw for a sink that stores the JSON as is). */
+    read?: (after: number, limit: number) => R[];
+  } = {},
 ): Consumer {
+  const read = opts.read ?? ((after: number, limit: number) => journal.read(after, limit) as unknown as R[]);
   const batch = opts.batch ?? 1000;
   const retryBase = opts.retryMs ?? 1000;
   let pos = journal.cursor(name);
@@ -61,7 +65,7 @@ export function consume(
     let retry = retryBase;
     while (!stopped) {
       signalled = false;
-      const records = journal.read(pos, batch);
+      const records = read(pos, batch);
       if (records.length === 0) {
         const waiters = idleWaiters;
         idleWaiters = [];

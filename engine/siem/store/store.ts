@@ -1,8 +1,10 @@
 import Database from "better-sqlite3";
 import { mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
 import { dirname } from "node:path";
+import { Worker } from "node:worker_threads";
 import { periodStart } from "../../config/index.js";
-import { rawJson, type JournalRecord, type NormalizedEvent } from "../journal/index.js";
+import { rawJson, type JournalRecord, type NormalizedEvent, type RawRecord } from "../journal/index.js";
 
 export interface StoredEvent {
   index: string;
@@ -10,9 +12,50 @@ export interface StoredEvent {
 }
 
 /** The stored document: the journal's own JSON text when the record came from it. */
+const INSERT_SQL = "INSERT OR IGNORE INTO events (event_id, idx, ts, component, action, user_id, doc) VALUES (?, ?, ?, ?, ?, ?, ?)";
+
 function docOf(r: StoredEvent): string {
   return ("seq" in r && rawJson(r as JournalRecord)) || JSON.stringify(r.event);
 }
+
+/**
+ * The store's writer thread, used by the journal consumer (`write`): an
+ * insert into the events table with its unique event_id and four indexes costs
+ * ~20 µs of SQLite work per event, and the fsync of the commit waits on the
+ * disk; on the main thread that stalled every listener for the length of each
+ * batch. Here it runs beside the event loop and parses the journal's JSON
+ * itself, so the main thread hands over strings it already had. An eval
+ * worker because Node 20 cannot load the .ts sources into a Worker.
+ */
+const WRITER = `
+const { parentPort, workerData } = require("node:worker_threads");
+const Database = require(workerData.driver);
+const db = new Database(workerData.file);
+db.pragma("journal_mode = WAL");
+db.pragma("synchronous = FULL");
+db.pragma("cache_size = -65536");
+db.pragma("busy_timeout = 10000");
+// fewer, larger checkpoints: each one rewrites the index pages the batches touched
+db.pragma("wal_autocheckpoint = 16384");
+const insert = db.prepare(${JSON.stringify(INSERT_SQL)});
+const str = (v) => (typeof v === "string" ? v : null);
+const write = db.transaction((rows) => {
+  let added = 0;
+  for (let i = 0; i < rows.length; i += 2) {
+    const doc = rows[i + 1];
+    const e = JSON.parse(doc);
+    let ts = Date.parse(e.timestamp);
+    if (!Number.isFinite(ts)) ts = Date.parse(e.received_at);
+    added += insert.run(e.event_id, rows[i], ts, str(e.component), str(e.action), str(e.user_id), doc).changes;
+  }
+  return added;
+});
+parentPort.on("message", (m) => {
+  if (m.close) { db.close(); parentPort.close(); return; }
+  try { parentPort.postMessage({ id: m.id, ok: true, added: write(m.rows) }); }
+  catch (e) { parentPort.postMessage({ id: m.id, ok: false, error: String((e && e.message) || e) }); }
+});
+`;
 
 /**
  * The embedded event store (the default sink): SQLite at DATA/store/events.db.
@@ -32,6 +75,8 @@ export class EventStore {
     if (!opts.readonly) mkdirSync(dirname(file), { recursive: true });
     this.db = new Database(file, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
     if (!opts.readonly) {
+      // 16 KiB pages (a new database only): fewer B-tree splits per insert, ~30% less CPU per event measured
+      this.db.pragma("page_size = 16384");
       this.db.pragma("journal_mode = WAL");
       // FULL: the journal cursor is committed after this commit, so this one must be durable first
       this.db.pragma("synchronous = FULL");
@@ -58,7 +103,7 @@ export class EventStore {
     this.db.pragma("busy_timeout = 5000");
     this.insert = opts.readonly
       ? (undefined as unknown as Database.Statement)
-      : this.db.prepare("INSERT OR IGNORE INTO events (event_id, idx, ts, component, action, user_id, doc) VALUES (?, ?, ?, ?, ?, ?, ?)");
+      : this.db.prepare(INSERT_SQL);
     this.insertBatch = this.db.transaction((records: readonly StoredEvent[]) => {
       let added = 0;
       for (const r of records) {
@@ -83,10 +128,56 @@ export class EventStore {
     return this.insertBatch(records);
   }
 
-  /** The journal consumer's handler. */
+  /** The journal consumer's handler (synchronous, on the calling thread). */
   handle = (records: JournalRecord[]): void => {
     this.add(records);
   };
+
+  private writer: Worker | undefined;
+  private writes = new Map<number, { resolve: (added: number) => void; reject: (e: Error) => void }>();
+  private nextWrite = 0;
+
+  /**
+   * Stores journal records on the store's writer thread, in one transaction;
+   * resolves with how many were new once it is committed (fsynced), the
+   * moment the consumer may move its cursor.
+   */
+  write(records: readonly RawRecord[]): Promise<number> {
+    if (records.length === 0) return Promise.resolve(0);
+    const w = (this.writer ??= this.startWriter());
+    const rows: string[] = new Array(records.length * 2);
+    let i = 0;
+    for (const r of records) {
+      rows[i++] = r.index;
+      rows[i++] = r.json;
+    }
+    const id = ++this.nextWrite;
+    return new Promise((resolve, reject) => {
+      this.writes.set(id, { resolve, reject });
+      w.ref();
+      w.postMessage({ id, rows });
+    });
+  }
+
+  private startWriter(): Worker {
+    const w = new Worker(WRITER, { eval: true, workerData: { file: this.file, driver: createRequire(import.meta.url).resolve("better-sqlite3") } });
+    w.on("message", (m: { id: number; ok: boolean; added?: number; error?: string }) => {
+      const p = this.writes.get(m.id);
+      this.writes.delete(m.id);
+      if (this.writes.size === 0) w.unref();
+      if (m.ok) p?.resolve(m.added ?? 0);
+      else p?.reject(new Error(`store write failed: ${m.error}`));
+    });
+    const failAll = (err: Error) => {
+      for (const p of this.writes.values()) p.reject(err);
+      this.writes.clear();
+      this.writer = undefined;
+    };
+    w.on("error", failAll);
+    w.on("exit", (code) => failAll(new Error(`store writer thread exited (${code})`)));
+    w.unref();
+    return w;
+  }
 
   count(): number {
     return (this.db.prepare("SELECT COUNT(*) AS n FROM events").get() as { n: number }).n;
@@ -115,7 +206,14 @@ export class EventStore {
     return deleted;
   }
 
+  /** Closes the database; the writer thread finishes the write in hand first. */
   close(): void {
+    const w = this.writer;
+    this.writer = undefined;
+    if (w) {
+      w.removeAllListeners("exit");
+      w.postMessage({ close: true });
+    }
     this.db.close();
   }
 }

@@ -17,7 +17,9 @@ export interface ServiceChild {
 
 export async function startServiceChild(cfg: { dataDir: string; pkiDir: string; syslogPort: number; bulkPort: number; shippers: Record<string, string> }): Promise<ServiceChild> {
   script ??= bundleForNode(join(import.meta.dirname, "service-child.ts"));
-  const proc = spawn(process.execPath, [await script, JSON.stringify({ repo: REPO, ...cfg })], { stdio: ["pipe", "pipe", "inherit"] });
+  // VIW_CHILD_NODE_ARGS: extra node flags for the child (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p" when profiling a benchmark)
+  const nodeArgs = (process.env.VIW_CHILD_NODE_ARGS ?? "").split(" ").filter(Boolean);
+  const proc = spawn(process.execPath, [...nodeArgs, await script, JSON.stringify({ repo: REPO, ...cfg })], { stdio: ["pipe", "pipe", "inherit"] });
   const waiters: ((line: string) => void)[] = [];
   let buf = "";
   proc.stdout!.on("data", (d: Buffer) => {
