@@ -8,8 +8,18 @@
  *
  * Hot reload (Service): prepare compiles the next revision's rules (refusing
  * it, positioned, when one does not compile); commit swaps them in — a rule
- * whose digest is unchanged keeps its window state, a changed rule starts
- * fresh, a removed rule's state is dropped.
+ * whose digest is unchanged keeps its window state, a removed rule's state is
+ * dropped, and a changed rule starts fresh and warms its window from the
+ * store: the stored events of its reach (window, suppression) that the
+ * detector has already evaluated are replayed into the new state before any
+ * live event. Warming only builds state: a condition that holds entirely
+ * within already-evaluated events does not alert (the old definition judged
+ * those events) but starts its group's suppression; the next live event that
+ * completes a condition alerts with all contributing events, warmed ones
+ * included. Exactly the evaluated events are warmed: events the detector has
+ * not reached yet (its journal backlog) are left out, they arrive live; events
+ * it evaluated that the store has not written yet are read from the journal.
+ * Without a store, a changed rule starts empty.
  */
 import { Gauge } from "prom-client";
 import type { Registry } from "prom-client";
@@ -21,6 +31,10 @@ import type { Consumer, Journal, JournalRecord, NormalizedEvent } from "../journ
 import { Router } from "../normalize/index.js";
 import { DEFAULT_LATENESS_MS, Engine } from "./engine.js";
 import { compileRules, RuleCompileError } from "./rules.js";
+import type { CompiledRule } from "./rules.js";
+import { storedBetween } from "./stored.js";
+import type { EventStore } from "../store/index.js";
+import { eventTime } from "./time.js";
 
 export const ALERT_INDEX = "viw-alerts";
 
@@ -45,6 +59,10 @@ export interface DetectorOptions {
   /** Where the state-size gauges are registered (the admin port's /metrics). */
   registry?: Registry;
   onError?: (err: unknown) => void;
+  /** The embedded store, read to warm a changed rule's window at a reload. Without it a changed rule starts empty. */
+  store?: EventStore;
+  /** The store's journal consumer (its cursor says what the store may not have written yet). Default "store". */
+  storeConsumer?: string;
 }
 
 export class Detector implements Service {
@@ -69,6 +87,10 @@ export class Detector implements Service {
   private flushing: Promise<void> = Promise.resolve();
   private appended = 0;
   private processedSeq = -1;
+  private readonly store: EventStore | undefined;
+  private readonly storeConsumer: string;
+  /** Events replayed into each changed rule at the last reload. */
+  private warmed: Record<string, number> = {};
 
   constructor(opts: DetectorOptions) {
     this.journal = opts.journal;
@@ -78,6 +100,8 @@ export class Detector implements Service {
     this.batch = opts.batch ?? 1000;
     this.now = opts.now ?? Date.now;
     this.onError = opts.onError ?? (() => {});
+    this.store = opts.store;
+    this.storeConsumer = opts.storeConsumer ?? "store";
     this.engine = new Engine([], {
       latenessMs: this.latenessMs,
       maxFutureMs: opts.maxFutureMs ?? 5 * 60_000,
@@ -99,7 +123,16 @@ export class Detector implements Service {
     const router = new Router(next.routing);
     return {
       commit: () => {
-        this.engine.setRules(rules);
+        const changed = this.engine.setRules(rules);
+        this.warmed = {};
+        if (changed.length) {
+          try {
+            this.warm(changed);
+          } catch (err) {
+            // A store that cannot be read leaves the changed rules empty (as without a store); the swap itself stands.
+            this.onError(err);
+          }
+        }
         this.router = router;
         this.revision = next.revision;
         if (this.wanted) this.run();
@@ -134,6 +167,42 @@ export class Detector implements Service {
     this.lastEventWall = this.now();
     this.lastEventTime = Math.max(this.lastEventTime, this.engine.lastEventTime);
     await this.flush();
+  }
+
+  /** Replays the already-evaluated events of the changed rules' reach into their fresh state. */
+  private warm(changed: CompiledRule[]): void {
+    const store = this.store;
+    const to = this.engine.lastEventTime;
+    if (!store || to === -Infinity || this.processedSeq < 0) return;
+    let from = Infinity;
+    for (const r of changed) from = Math.min(from, this.engine.wm - Engine.reach(r));
+    const inRange = (e: NormalizedEvent) => {
+      const t = eventTime(e.timestamp);
+      return t >= from && t <= to;
+    };
+    // Runs synchronously: the store only holds journaled records, so the backlog read after this query covers every stored event not evaluated yet.
+    const byId = new Map<string, NormalizedEvent>();
+    for (const e of storedBetween(store, from, to)) byId.set(e.event_id, e);
+    const pending = new Set<string>();
+    const head = this.journal.lastSeq();
+    for (let after = this.processedSeq; after < head; ) {
+      const recs = this.journal.read(after, 10_000);
+      if (recs.length === 0) break;
+      for (const r of recs) if (r.seq <= head) pending.add(r.event.event_id);
+      after = recs[recs.length - 1]!.seq;
+    }
+    // Evaluated but perhaps not written by the store yet.
+    for (let after = Math.min(this.journal.cursor(this.storeConsumer), this.processedSeq); after < this.processedSeq; ) {
+      const recs = this.journal.read(after, 10_000);
+      if (recs.length === 0) break;
+      for (const r of recs) if (r.seq <= this.processedSeq && r.index !== ALERT_INDEX && inRange(r.event)) byId.set(r.event.event_id, r.event);
+      after = recs[recs.length - 1]!.seq;
+    }
+    const events = [...byId.values()].filter((e) => !pending.has(e.event_id) && inRange(e));
+    events.sort((a, b) => eventTime(a.timestamp) - eventTime(b.timestamp));
+    const ids = new Set(changed.map((r) => r.id));
+    const n = this.engine.warm(ids, events);
+    for (const r of changed) this.warmed[r.id] = n;
   }
 
   /** The processing-time timer: moves event time on a quiet stream so absence rules can fire. */
@@ -195,6 +264,7 @@ export class Detector implements Service {
       invalid_events: this.engine.invalidEvents,
       future_events: this.engine.futureEvents,
       appended: this.appended,
+      warmed: this.warmed,
       state: this.engine.stats(),
     };
   }

@@ -590,6 +590,8 @@ export class Engine implements Host {
   private readonly onAlert: (a: AlertEvent) => void;
   private readonly onNotice: (e: NormalizedEvent) => void;
   private maxTs = -Infinity;
+  /** While warming: conditions that hold are recorded (suppression) but not alerted. */
+  private muted = false;
   private nextSweep = -Infinity;
   wm = -Infinity;
   events = 0;
@@ -609,12 +611,17 @@ export class Engine implements Host {
   /**
    * Swaps the rule set. A rule whose digest (definition) is unchanged keeps its
    * window state; a changed rule starts fresh; a removed rule's state is dropped.
+   * Returns the changed rules (present before with another definition), whose
+   * windows the caller may `warm` from stored events.
    */
-  setRules(rules: readonly CompiledRule[]): void {
+  setRules(rules: readonly CompiledRule[]): CompiledRule[] {
     const prev = new Map(this.runtimes.map((r) => [r.rule.id, r.state]));
+    const changed: CompiledRule[] = [];
     this.runtimes = rules.map((rule) => {
       const old = prev.get(rule.id);
-      return { rule, state: old && old.digest === rule.digest && old.kind === rule.kind ? old : newState(rule) };
+      if (old && old.digest === rule.digest && old.kind === rule.kind) return { rule, state: old };
+      if (old) changed.push(rule);
+      return { rule, state: newState(rule) };
     });
     const actions = new Set<string>();
     for (const r of this.runtimes) for (const a of r.rule.actions ?? []) actions.add(a);
@@ -635,6 +642,57 @@ export class Engine implements Host {
     }
     this.keys = new Array<string>(sigs.size).fill("");
     this.keyAt = new Array<number>(sigs.size).fill(-1);
+    return changed;
+  }
+
+  /**
+   * How far back in event time a rule's state reaches from the watermark: its
+   * window (or span) and its suppression. Stored events before that would be
+   * pruned on arrival, so warming reads from `wm - reach`.
+   */
+  static reach(rule: CompiledRule): number {
+    return Math.max(rule.windowMs, rule.suppressMs);
+  }
+
+  /**
+   * Warms fresh rules' windows with events that were already evaluated (by the
+   * rules' previous definitions), oldest first. Only the named rules see them;
+   * the clock (watermark, last event time) does not move. Conditions that
+   * hold entirely within these events do not alert — the old definition has
+   * had its say on them — but start their group's suppression as if they had,
+   * so the switch does not re-raise what was already raised; an event after
+   * the switch that completes a condition alerts with every contributing
+   * event, warmed ones included. Late checks are skipped (the events were on
+   * time when first evaluated; ones older than the window are pruned anyway).
+   * Returns how many events were offered.
+   */
+  warm(ids: ReadonlySet<string>, events: Iterable<NormalizedEvent>): number {
+    const targets = this.runtimes.filter((r) => ids.has(r.rule.id));
+    if (targets.length === 0) return 0;
+    let n = 0;
+    this.muted = true;
+    try {
+      for (const ev of events) {
+        const ts = eventTime(ev.timestamp);
+        if (ts !== ts || ev.action === "alert") continue;
+        this.seq++;
+        n++;
+        for (const rt of targets) {
+          const rule = rt.rule;
+          try {
+            if (rule.actions !== null && (typeof ev.action !== "string" || !rule.actions.has(ev.action))) continue;
+            if (rule.where !== undefined && !rule.where(ev)) continue;
+            rt.state.onEvent(rule, ev, ts, this);
+          } catch {
+            rt.state.errors++;
+          }
+        }
+      }
+      for (const rt of targets) rt.state.onWatermark(rt.rule, this.wm, this);
+    } finally {
+      this.muted = false;
+    }
+    return n;
   }
 
   key(sig: number, rule: CompiledRule, ev: NormalizedEvent): string {
@@ -743,6 +801,7 @@ export class Engine implements Host {
   }
 
   fire(rule: CompiledRule, state: RuleState, key: string, group: Record<string, unknown>, start: number, end: number, ids: string[]): void {
+    if (this.muted) return;
     state.alerts++;
     const windowStart = isoTime(start);
     const id = createHash("sha256").update(`${rule.id}\n${rule.digest}\n${key}\n${windowStart}`).digest("hex");

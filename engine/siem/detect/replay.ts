@@ -17,6 +17,7 @@ import { openStore } from "../store/index.js";
 import { DEFAULT_LATENESS_MS, Engine } from "./engine.js";
 import type { AlertEvent } from "./engine.js";
 import { compileRules } from "./rules.js";
+import { storedBetween } from "./stored.js";
 import { eventTime } from "./time.js";
 
 export interface ReplayAlert {
@@ -127,9 +128,7 @@ export function storedEvents(dataDir: string, sinceMs: number): NormalizedEvent[
   if (existsSync(storeFile)) {
     const store = openStore(storeFile, { readonly: true });
     try {
-      // The store's own table (store.ts): the query API answers newest first and capped, replay wants all, oldest first.
-      const rows = store.db.prepare("SELECT doc FROM events WHERE ts >= ? AND idx NOT LIKE 'viw-alerts%' ORDER BY ts, rid").iterate(sinceMs) as Iterable<{ doc: string }>;
-      for (const r of rows) out.push(JSON.parse(r.doc) as NormalizedEvent);
+      for (const e of storedBetween(store, sinceMs)) out.push(e);
     } finally {
       store.close();
     }
