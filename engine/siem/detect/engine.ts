@@ -61,6 +61,11 @@ export interface EngineOptions {
   maxFutureMs?: number;
   /** Engine notices (a state limit hit). */
   onNotice?: (event: NormalizedEvent) => void;
+  /**
+   * false: offer every event to every rule with its whole condition (no action
+   * index). The reference the index is tested against; default true.
+   */
+  index?: boolean;
 }
 
 export interface RuleStats {
@@ -585,6 +590,7 @@ export class Engine implements Host {
   private lastStamp: unknown = undefined;
   private lastStampMs = NaN;
   private readonly latenessMs: number;
+  private readonly indexed: boolean;
   private readonly maxFutureMs: number;
   private readonly now: () => number;
   private readonly onAlert: (a: AlertEvent) => void;
@@ -601,6 +607,7 @@ export class Engine implements Host {
 
   constructor(rules: readonly CompiledRule[], opts: EngineOptions) {
     this.latenessMs = opts.latenessMs ?? DEFAULT_LATENESS_MS;
+    this.indexed = opts.index ?? true;
     this.maxFutureMs = opts.maxFutureMs ?? Infinity;
     this.now = opts.now ?? Date.now;
     this.onAlert = opts.onAlert;
@@ -732,6 +739,7 @@ export class Engine implements Host {
       return;
     }
     const action = ev.action;
+    if (!this.indexed) return this.processAll(ev, ts);
     const indexed = typeof action === "string" ? this.byAction.get(action) : undefined;
     const list = indexed ?? (typeof action === "string" || action === undefined || action === null ? this.anyAction : this.runtimes);
     // The detector's own alerts come back through the journal: unless a rule asks for them they are not input at all
@@ -758,6 +766,38 @@ export class Engine implements Host {
         rt.state.onEvent(rule, ev, ts, this);
       } catch {
         // A condition that throws on odd input (e.g. `in` on an object) does not match; counted.
+        rt.state.errors++;
+      }
+    }
+    if (ts > this.maxTs) {
+      this.maxTs = ts;
+      const w = ts - this.latenessMs;
+      if (w > this.wm) this.advanceWatermark(w);
+    }
+  }
+
+  /** `process` without the action index: every rule, whole condition (only alerts stay with the rules that name them). */
+  private processAll(ev: NormalizedEvent, ts: number): void {
+    const isAlert = ev.action === "alert";
+    if (isAlert && !this.runtimes.some((r) => r.rule.actions?.has("alert"))) return;
+    if (ts > this.maxTs && this.maxFutureMs !== Infinity && ts - this.now() > this.maxFutureMs) {
+      this.futureEvents++;
+      return;
+    }
+    this.events++;
+    const late = ts < this.wm;
+    if (late) this.lateEvents++;
+    for (const rt of this.runtimes) {
+      const rule = rt.rule;
+      if (isAlert && !rule.actions?.has("alert")) continue;
+      try {
+        if (rule.where !== undefined && !rule.where(ev)) continue;
+        if (late && rule.kind !== "match") {
+          rt.state.late++;
+          continue;
+        }
+        rt.state.onEvent(rule, ev, ts, this);
+      } catch {
         rt.state.errors++;
       }
     }
