@@ -2,7 +2,8 @@
  * The event index: event_id → (manifest seq, leaf index), so GET /v1/proof
  * finds an event in one lookup however many batches the chain holds. It is a
  * cache of what the WORM store already says: written by the sealer after each
- * manifest is durable, idempotent (a batch indexed twice changes nothing),
+ * manifest is durable (in the background, in slices: the daemon keeps
+ * serving), idempotent (a batch indexed twice changes nothing),
  * and rebuilt from the WORM store when missing or unreadable. A lookup's
  * answer is always checked against the batch file, so a stale or wrong index
  * can make a lookup slower, never wrong.
@@ -21,20 +22,58 @@ export interface EventLocation {
 
 /** What proof lookups need from an index. */
 export interface EventLocator {
+  /** Where the event probably is (an answer must be checked against the batch: hashes may collide). */
   find(eventId: string): EventLocation | undefined;
-  /** True when every sealed batch is indexed: a miss then means "not sealed", no search needed. */
+  /** True when every sealed batch is indexed or in `lagging()`: a miss then means "not sealed" unless a lagging batch holds it. */
   readonly complete: boolean;
+  /** Sealed batches whose events are still being written to the index. */
+  lagging(): readonly number[];
+}
+
+/** Rows per INSERT statement, and per transaction: a big batch is indexed in slices so the event loop keeps turning. */
+const ROWS = 256;
+const SLICE = 32 * ROWS;
+/** loc = seq · 2^24 + leaf: up to 16.7 M events a batch, 2^29 batches, within a safe integer. */
+const LEAF_BITS = 2 ** 24;
+
+/**
+ * 64-bit hash of an event id (two 32-bit FNV-1a/Murmur-style lanes), the
+ * table's INTEGER PRIMARY KEY. Hand-written because it runs once per sealed
+ * event: an integer key is several times cheaper to insert than the id as
+ * TEXT, and node:crypto costs ~1 µs a call in binding overhead alone. A
+ * collision only makes one lookup fall back to the search (answers are
+ * checked against the batch line).
+ */
+function hashLanes(id: string): [number, number] {
+  let a = 0x811c9dc5 | 0;
+  let b = 0x9747b28c | 0;
+  for (let k = 0; k < id.length; k++) {
+    const c = id.charCodeAt(k);
+    a = Math.imul(a ^ c, 16777619);
+    b = Math.imul(b ^ c, 0x5bd1e995);
+    b ^= b >>> 15;
+  }
+  b = Math.imul(b ^ (b >>> 13), 0x85ebca6b);
+  return [a | 0, (b ^ (b >>> 16)) >>> 0];
+}
+
+export function eventKey(id: string): bigint {
+  const [hi, lo] = hashLanes(id);
+  return (BigInt(hi) << 32n) | BigInt(lo);
 }
 
 export class EventIndex implements EventLocator {
   private db: Database.Database;
-  private insertEvent!: Database.Statement;
-  private insertBatch!: Database.Statement;
-  private selectEvent!: Database.Statement;
-  private addTx!: (seq: number, ids: readonly string[]) => void;
+  private insertMany: Database.Statement;
+  private insertOne: Database.Statement;
+  private insertBatch: Database.Statement;
+  private selectEvent: Database.Statement;
   /** Set once catchUp has indexed every manifest up to the tip it was given, and cleared if a write fails. */
   private caughtUp = false;
   private failed = false;
+  /** Batches queued or being indexed, oldest first, and the promise of the queue's end. */
+  private queued: number[] = [];
+  private queue: Promise<void> = Promise.resolve();
   /** Whether open() found no usable index and started an empty one. */
   readonly created: boolean;
 
@@ -57,7 +96,10 @@ export class EventIndex implements EventLocator {
     }
     this.db = db;
     this.created = created;
-    this.prepare();
+    this.insertMany = db.prepare(`INSERT OR IGNORE INTO events (h, loc) VALUES ${Array(ROWS).fill("(?,?)").join(",")}`);
+    this.insertOne = db.prepare("INSERT OR IGNORE INTO events (h, loc) VALUES (?, ?)");
+    this.insertBatch = db.prepare("INSERT OR IGNORE INTO batches (seq, count) VALUES (?, ?)");
+    this.selectEvent = db.prepare("SELECT loc FROM events WHERE h = ?");
   }
 
   static open(file: string, onError?: (err: unknown) => void): EventIndex {
@@ -70,12 +112,13 @@ export class EventIndex implements EventLocator {
       db.pragma("journal_mode = WAL");
       // NORMAL in WAL: a power loss may drop the newest transactions, never corrupt; catchUp re-indexes what is missing.
       db.pragma("synchronous = NORMAL");
+      db.pragma("cache_size = -32768");
       db.exec(`
-        CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, leaf INTEGER NOT NULL) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS events (h INTEGER PRIMARY KEY, loc INTEGER NOT NULL);
         CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY, count INTEGER NOT NULL);
       `);
       db.prepare("SELECT seq FROM batches ORDER BY seq DESC LIMIT 1").get();
-      db.prepare("SELECT seq, leaf FROM events LIMIT 1").get();
+      db.prepare("SELECT loc FROM events LIMIT 1").get();
       return db;
     } catch (e) {
       db.close();
@@ -83,34 +126,84 @@ export class EventIndex implements EventLocator {
     }
   }
 
-  private prepare(): void {
-    // A repeated event_id keeps its first (oldest) location: INSERT OR IGNORE also makes a replay a no-op.
-    this.insertEvent = this.db.prepare("INSERT OR IGNORE INTO events (event_id, seq, leaf) VALUES (?, ?, ?)");
-    this.insertBatch = this.db.prepare("INSERT OR IGNORE INTO batches (seq, count) VALUES (?, ?)");
-    this.selectEvent = this.db.prepare("SELECT seq, leaf FROM events WHERE event_id = ?");
-    this.addTx = this.db.transaction((seq: number, ids: readonly string[]) => {
-      for (let i = 0; i < ids.length; i++) if (ids[i]) this.insertEvent.run(ids[i], seq, i);
-      this.insertBatch.run(seq, ids.length);
-    });
-  }
-
   get complete(): boolean {
     return this.caughtUp && !this.failed;
   }
 
-  /** Records the events of sealed batch `seq` in leaf order (an empty batch too, so catchUp knows it is done). */
-  add(seq: number, eventIds: readonly string[]): void {
-    try {
-      this.addTx(seq, eventIds);
-    } catch (e) {
-      this.failed = true;
-      this.onError?.(new Error(`event index: batch ${seq} not indexed (${(e as Error).message}); proof lookups search the batches until it is rebuilt`));
-    }
+  lagging(): readonly number[] {
+    return this.queued;
+  }
+
+  /**
+   * Queues sealed batch `seq` (its event ids in leaf order; an empty batch
+   * too, so catchUp knows it is done). Indexed in order, in slices, after the
+   * caller's seal: lookups meanwhile search the lagging batches.
+   */
+  add(seq: number, eventIds: readonly string[]): Promise<void> {
+    this.queued.push(seq);
+    const run = this.queue.then(async () => {
+      try {
+        await this.write(seq, eventIds);
+      } catch (e) {
+        this.failed = true;
+        this.onError?.(new Error(`event index: batch ${seq} not indexed (${(e as Error).message}); proof lookups search the batches until it is rebuilt`));
+      } finally {
+        this.queued.splice(this.queued.indexOf(seq), 1);
+      }
+    });
+    this.queue = run;
+    return run;
+  }
+
+  /** Resolves when every queued batch is indexed. */
+  drained(): Promise<void> {
+    return this.queue;
+  }
+
+  private async write(seq: number, ids: readonly string[]): Promise<void> {
+    const n = ids.length;
+    const hi = new Int32Array(n);
+    const lo = new Uint32Array(n);
+    for (let i = 0; i < n; i++) [hi[i], lo[i]] = hashLanes(ids[i]!);
+    // Keys in ascending order touch each b-tree page once: a batch inserted sorted costs a fraction of leaf order.
+    let order: Uint32Array;
+    if (n < LEAF_BITS) {
+      // Sorted as (top 40 bits of the key, leaf) packed in one 64-bit word: a native typed-array sort, no comparator calls.
+      const packed = new BigInt64Array(n);
+      for (let i = 0; i < n; i++) packed[i] = (BigInt(hi[i]!) << 32n) | (BigInt(lo[i]! >>> 24) << 24n) | BigInt(i);
+      packed.sort();
+      order = new Uint32Array(n);
+      for (let k = 0; k < n; k++) order[k] = Number(packed[k]! & 0xffffffn);
+    } else order = Uint32Array.from({ length: n }, (_, i) => i);
+    const params: (bigint | number)[] = new Array(2 * ROWS);
+    const key = (i: number) => (BigInt(hi[i]!) << 32n) | BigInt(lo[i]!);
+    const slice = this.db.transaction((from: number, to: number, last: boolean) => {
+      let k = from;
+      for (; k + ROWS <= to; k += ROWS) {
+        for (let r = 0; r < ROWS; r++) {
+          const i = order[k + r]!;
+          params[2 * r] = key(i);
+          params[2 * r + 1] = seq * LEAF_BITS + i;
+        }
+        this.insertMany.run(params);
+      }
+      for (; k < to; k++) this.insertOne.run(key(order[k]!), seq * LEAF_BITS + order[k]!);
+      if (last) this.insertBatch.run(seq, n);
+    });
+    // A damaged line of a rebuilt batch has id "": its row matches no real lookup, and answers are checked anyway.
+    let from = 0;
+    do {
+      const to = Math.min(n, from + SLICE);
+      slice(from, to, to === n);
+      from = to;
+      if (from < n) await new Promise((r) => setImmediate(r));
+    } while (from < n);
   }
 
   find(eventId: string): EventLocation | undefined {
     try {
-      return this.selectEvent.get(eventId) as EventLocation | undefined;
+      const row = this.selectEvent.get(eventKey(eventId)) as { loc: number } | undefined;
+      return row ? { seq: Math.floor(row.loc / LEAF_BITS), leaf: row.loc % LEAF_BITS } : undefined;
     } catch (e) {
       this.failed = true;
       this.onError?.(new Error(`event index lookup failed (${(e as Error).message}); searching the batches`));
@@ -126,8 +219,7 @@ export class EventIndex implements EventLocator {
 
   /**
    * Indexes every manifest 0..tipSeq the index does not have yet, reading
-   * the WORM store; yields to the event loop between batches so the daemon
-   * keeps serving while a large chain is rebuilt.
+   * the WORM store, in the background of the daemon (each batch in slices).
    */
   async catchUp(worm: WormStore, tipSeq: number, stop: { stopped: boolean } = { stopped: false }): Promise<number> {
     let added = 0;
@@ -152,7 +244,7 @@ export class EventIndex implements EventLocator {
           // Expired by retention (or lost): nothing to find there; a lookup falls back to the search.
           if (content) ids = eventIdsOf(content);
         }
-        this.add(seq, ids);
+        await this.write(seq, ids);
         added++;
         await new Promise((r) => setImmediate(r));
       }

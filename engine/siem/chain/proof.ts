@@ -52,7 +52,15 @@ export async function proofFor(wormOrDir: string | WormStore, eventId: string, l
       const p = m ? await searchBatch(worm, m, eventId, at.leaf) : undefined;
       if (p) return p;
       // The index disagrees with the WORM store (restored, replaced, or expired batch): search as without it.
-    } else if (lookup.index.complete) return undefined;
+    } else if (lookup.index.complete) {
+      // Every sealed batch is indexed except the few still being written: only those can hold it.
+      for (const seq of [...lookup.index.lagging()]) {
+        const m = await readManifest(worm, manifestName(seq));
+        const p = m ? await searchBatch(worm, m, eventId) : undefined;
+        if (p) return p;
+      }
+      return undefined;
+    }
   }
   const names = (await worm.list("manifests/")).filter((n) => MANIFEST_FILE.test(n));
   const near = lookup.near ? Date.parse(lookup.near) : NaN;

@@ -196,8 +196,9 @@ export class Sealer implements Service {
   }
 
   /** Resolves once the event index covers every batch sealed before start() (tests, status). */
-  whenIndexed(): Promise<void> {
-    return this.indexing;
+  async whenIndexed(): Promise<void> {
+    await this.indexing;
+    await this.index?.drained();
   }
 
   /** Seals with a new key from the next manifest on; the change is recorded in the chain. */
@@ -354,7 +355,8 @@ export class Sealer implements Service {
     this.tip = { seq, end, hash: sha256(bytes), keyId: signer.keyId, journalThrough: this.readPos };
     this.recordedCutoff = expire;
     // After the manifest is durable: the index only ever points at sealed batches.
-    this.index?.add(seq, records.map((r) => r.event.event_id));
+    // In the background, in slices: the index trails the seal by at most a few batches, which lookups search meanwhile.
+    void this.index?.add(seq, records.map((r) => r.event.event_id));
     if (batch) this.live.push({ name: batch, end });
     if ((seq + 1) % this.checkpointEvery === 0) await this.checkpoint();
   }
@@ -510,6 +512,7 @@ export class Sealer implements Service {
     await this.running;
     this.indexStop.stopped = true;
     await this.indexing;
+    await this.index?.drained();
     this.index?.close();
   }
 }

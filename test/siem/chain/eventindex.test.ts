@@ -102,6 +102,24 @@ describe("event index", () => {
     expect(sealer.status()).toMatchObject({ event_index: "complete" });
   }, 60_000);
 
+  it("a batch still being written to the index is searched, so a proof asked right after the seal is found", async () => {
+    const { w, sealer } = await world(3);
+    const start = intervalStart(w.clock.t, INTERVAL);
+    const evs = Array.from({ length: 20_000 }, (_, i) => event(start + 1 + (i % 900)));
+    await w.journal.append(evs.map((e) => ({ index: "viw-auth", event: e })));
+    w.clock.t = start + INTERVAL + 300;
+    await sealer.tick();
+    // 20,000 rows are written in slices between turns of the event loop: the batch is still lagging here.
+    expect(sealer.eventIndex!.lagging()).toContain(3);
+    const worm = new CountingWorm(new DirectoryWorm(join(w.dir, "worm")));
+    const proof = await proofFor(worm, evs[19_999]!.event_id, { index: sealer.eventIndex });
+    expect(proof).toMatchObject({ seq: 3, leaf_index: 19_999 });
+    expect(worm.reads).toBeLessThanOrEqual(2);
+    await sealer.whenIndexed();
+    expect(sealer.eventIndex!.lagging()).toEqual([]);
+    expect(sealer.eventIndex!.find(evs[12_345]!.event_id)).toEqual({ seq: 3, leaf: 12_345 });
+  }, 60_000);
+
   it("is rebuilt from the WORM store when its file is deleted or damaged, and a replay changes nothing", async () => {
     const { w, sealer } = await world(40);
     const stats = sealer.eventIndex!.stats();
@@ -140,7 +158,7 @@ describe("event index", () => {
     const other = tempDir();
     try {
       const index = EventIndex.open(join(other, "events.db"));
-      index.add(0, ["x", "y", w.ids[9]!]); // points at batch 0, leaf 2: wrong
+      await index.add(0, ["x", "y", w.ids[9]!]); // points at batch 0, leaf 2: wrong
       await index.catchUp(new DirectoryWorm(join(w.dir, "worm")), -1);
       const proof = await proofFor(join(w.dir, "worm"), w.ids[9]!, { index });
       expect(proof?.seq).toBe(4);
