@@ -52,7 +52,13 @@ export interface DetectorOptions {
   quietMs?: number;
   /** Events stamped further ahead of the wall clock are counted and not used. Default 5 minutes. */
   maxFutureMs?: number;
-  /** Records per batch. Default 1000. */
+  /**
+   * Records per batch at most. Default 5000: when the detector keeps up a read
+   * returns what one append brought (a few hundred records), so the cap only
+   * matters in a backlog, where fewer, larger batches mean fewer cursor commits
+   * (a synchronous SQLite write each) while one batch still takes only
+   * milliseconds of evaluation.
+   */
   batch?: number;
   /** Wall clock (ms). */
   now?: () => number;
@@ -97,7 +103,7 @@ export class Detector implements Service {
     this.consumerName = opts.consumer ?? "detector";
     this.latenessMs = opts.latenessMs ?? DEFAULT_LATENESS_MS;
     this.quietMs = opts.quietMs ?? 1000;
-    this.batch = opts.batch ?? 1000;
+    this.batch = opts.batch ?? 5000;
     this.now = opts.now ?? Date.now;
     this.onError = opts.onError ?? (() => {});
     this.store = opts.store;
