@@ -191,30 +191,36 @@ export async function verifyReceipt(input: unknown, options: { worm: string | Wo
     return result(m.seq, m.batch);
   }
 
-  const where = new Map<string, number>();
+  const where = new Map<string, number[]>();
   eventIdsOf(content).forEach((id, i) => {
-    if (id && !where.has(id)) where.set(id, i);
+    if (!id) return;
+    const list = where.get(id);
+    if (list) list.push(i);
+    else where.set(id, [i]);
   });
-  const indices: number[] = [];
-  let previous = -1;
-  let outOfOrder = false;
-  for (const id of receipt.event_ids) {
-    const i = where.get(id);
-    if (i === undefined) {
-      problems.push(`event ${JSON.stringify(id)} is not in batch ${m.seq} (${m.batch})`);
-      continue;
+  const missing = receipt.event_ids.filter((id) => !where.has(id));
+  for (const id of missing) problems.push(`event ${JSON.stringify(id)} is not in batch ${m.seq} (${m.batch})`);
+  const digestOf = (idx: readonly number[]) => {
+    const d = createHash("sha256");
+    for (const i of idx) d.update(leaves.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE));
+    return d.digest("hex");
+  };
+  // An id can repeat (a shipper resending a request): the receipt's events are the r-th copies for some r; the digest tells which.
+  let indices: number[] = [];
+  if (missing.length === 0) {
+    const copies = receipt.event_ids.reduce((n, id) => Math.max(n, where.get(id)!.length), 1);
+    for (let r = 0; r < copies; r++) {
+      const pick = receipt.event_ids.map((id) => {
+        const list = where.get(id)!;
+        return list[Math.min(r, list.length - 1)]!;
+      });
+      if (r === 0 || digestOf(pick) === receipt.leaves_sha256) indices = pick;
+      if (digestOf(indices) === receipt.leaves_sha256) break;
     }
-    if (i <= previous) outOfOrder = true;
-    previous = i;
-    indices.push(i);
+    if (indices.some((i, k) => k > 0 && i <= indices[k - 1]!)) problems.push(`the receipt's events are not in the order batch ${m.seq} holds them`);
+    if (digestOf(indices) !== receipt.leaves_sha256) problems.push(`the sealed events differ from the ones the receipt signed (leaves_sha256 mismatch): an event was modified after it was received, or the receipt was altered`);
   }
-  if (outOfOrder) problems.push(`the receipt's events are not in the order batch ${m.seq} holds them`);
   let proven = 0;
-  if (indices.length === receipt.event_ids.length) {
-    const digest = createHash("sha256");
-    for (const i of indices) digest.update(leaves.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE));
-    if (digest.digest("hex") !== receipt.leaves_sha256) problems.push(`the sealed events differ from the ones the receipt signed (leaves_sha256 mismatch): an event was modified after it was received, or the receipt was altered`);
-  }
   const rootBytes = Buffer.from(m.root, "hex");
   const paths = inclusionProofs(leaves, indices);
   indices.forEach((i, k) => {

@@ -118,6 +118,21 @@ describe("ingest receipts", () => {
     expect((await verifyReceipt(receipt, { worm: b.worm })).ok).toBe(true);
   });
 
+  it("a shipper resending the same event ids in one interval: each receipt is confirmed against its own copies", async () => {
+    const b = await build();
+    const t0 = b.clock.t;
+    const send = async (at: number) => {
+      const events = [event(at, { event_id: "dup-1" }), event(at, { event_id: "dup-2" })];
+      await b.journal.append(events.map((e) => ({ index: "viw-auth", event: e })));
+      return b.sealer.receipt(events, new Date(at).toISOString());
+    };
+    const first = await send(t0 + 10);
+    const second = await send(t0 + 20);
+    expect(second.leaves_sha256).not.toBe(first.leaves_sha256);
+    await sealPast(b, t0);
+    for (const r of [first, second]) expect((await verifyReceipt(r, { worm: b.worm })).problems).toEqual([]);
+  });
+
   it("a tampered receipt, a forged one, or a modified sealed event is refused, naming what is wrong", async () => {
     const b = await build();
     await ingest(b, 3);
