@@ -256,8 +256,7 @@ export class Authority {
   /** The policy entry that lets `who` do `op` with `profile`, or a 403 naming what is missing. */
   authorize(who: ClientIdentity, op: IssuanceOperation, profile: string): IssuanceClient {
     const rt = this.need();
-    const st = this.store.status(who.serial);
-    if (st?.revoked_at) throw new IssueError(403, "client_revoked", `client certificate ${who.serial} is revoked`);
+    if (this.store.isRevoked(who.serial)) throw new IssueError(403, "client_revoked", `client certificate ${who.serial} is revoked`);
     const matching = rt.clients.filter(
       (c) => c.identity.issuer === who.issuer && (c.identity.cn === undefined || c.identity.cn === who.cn) && (c.identity.dns === undefined || who.dns.includes(c.identity.dns)) && (c.identity.uri === undefined || who.uri.includes(c.identity.uri)),
     );
@@ -456,7 +455,7 @@ export class Authority {
     if (!issuer) throw new IssueError(503, "issuer_unavailable", `no issuer ${profile.issuer}`);
     const spkiDer = Buffer.from(publicKey.export({ type: "spki", format: "der" }));
     this.pinGate(rt, profile, spkiDer);
-    const csr: Csr = { subject: names.cn ? { CN: names.cn } : {}, spkiDer, publicKeyBits: publicKeyBits(spkiDer), publicKey, keyAlgorithm: algorithmOf(publicKey), sans: { dns: names.dns ?? [], ip: names.ip ?? [], uri: names.uri ?? [] } };
+    const csr: Csr = { subject: names.cn ? { CN: names.cn } : {}, spkiDer, publicKeyBits: publicKeyBits(spkiDer), keyAlgorithm: algorithmOf(publicKey), sans: { dns: names.dns ?? [], ip: names.ip ?? [], uri: names.uri ?? [] } };
     const decision = enforceProfile({ profile, issuer: issuer.doc, issuerNotAfter: issuer.cert.notAfter, csr, request: { ...(names.validity ? { validity: names.validity } : {}) }, now: this.now() });
     return this.sign(rt, profile, decision, csr, "engine");
   }

@@ -70,9 +70,20 @@ export function keyIdentifier(spki: asn.SubjectPublicKeyInfo): Buffer {
 }
 
 /** 128 random bits as a positive, minimally encoded INTEGER (hex without sign byte). */
+// CSPRNG bytes drawn 4 KiB at a time: one randomFillSync per 256 serials
+// instead of one per certificate (each call has a fixed cost near a signature's).
+let entropy = Buffer.alloc(0);
+let entropyAt = 0;
+
 export function randomSerial(): Buffer {
   for (;;) {
-    const b = randomBytes(16);
+    if (entropyAt + 16 > entropy.length) {
+      entropy = randomBytes(4096);
+      entropyAt = 0;
+    }
+    const b = Buffer.from(entropy.subarray(entropyAt, entropyAt + 16));
+    entropy.fill(0, entropyAt, entropyAt + 16);
+    entropyAt += 16;
     if (b[0] !== 0) return b;
   }
 }

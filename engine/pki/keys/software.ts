@@ -1,7 +1,8 @@
-import { constants, createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from "node:crypto";
+import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { KeyAlgorithm } from "../../config/index.js";
+import { signInPool } from "../cryptopool.js";
 import type { KeyProvider, Signer } from "../signer.js";
 import { algorithmOf, hashOf, KeyError, keyIdOf } from "./common.js";
 
@@ -27,12 +28,10 @@ class SoftwareSigner implements Signer {
     this.hash = hashOf(this.algorithm);
   }
 
-  // The callback form runs on libuv's thread pool: signatures use the
-  // machine's other cores while the event loop serves TLS and HTTP.
+  // On a crypto worker (cryptopool.ts): signatures use the machine's other
+  // cores while the event loop serves TLS and HTTP.
   sign(data: Uint8Array): Promise<Buffer> {
-    return new Promise((resolve, reject) =>
-      sign(this.hash, data, { key: this.key, dsaEncoding: "der", padding: constants.RSA_PKCS1_PADDING }, (err, sig) => (err ? reject(err) : resolve(sig))),
-    );
+    return signInPool(this.hash, data, this.key);
   }
 }
 
