@@ -156,7 +156,8 @@ export function auditTlsServer(server: AnyServer, opts: TlsAuditOptions): TlsAud
   // twice per handshake, and object spreads cost measurably there. The line's
   // time (the audit log's clock) is the event's timestamp.
   const draftOf = (s: Session, action: string, result: string, severity: string, since: number): EventDraft => {
-    const d: EventDraft = { component, action, session_id: s.id };
+    // timestamp first (set to the line's time by the audit log), as in every other event
+    const d: EventDraft = { timestamp: "", component, action, session_id: s.id };
     if (s.srcIp) d.src_ip = s.srcIp;
     if (s.srcPort !== undefined) d.src_port = s.srcPort;
     if (s.dstIp) d.dst_ip = s.dstIp;

@@ -108,13 +108,16 @@ describe("append-only rotation", () => {
 });
 
 describe("session line batching (flushMs)", () => {
-  const session = (log: AuditLog, n: number) =>
+  const at = new Date("2026-11-23T10:00:00.000Z");
+  const session = (log: AuditLog, n: number): string => {
     log.writeSession("issuance", "ACCESS_SESSION_ESTABLISH_SUCCESS", [["ClientIP", "127.0.0.1"], ["ServerIP", "127.0.0.1"], ["SubjectID", `CN=c${n}`], ["Outcome", "Success"], ["Info", ""]]);
+    return `2026-11-23T10:00:00.000Z [issuance] [AuditEvent=ACCESS_SESSION_ESTABLISH_SUCCESS][ClientIP=127.0.0.1][ServerIP=127.0.0.1][SubjectID=CN=c${n}][Outcome=Success][Info=]`;
+  };
   const onDisk = async (file: string) => (await readFile(file, "utf8").catch(() => "")).split("\n").filter(Boolean);
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
   it("a session line is on disk within flushMs without any flush() call", async () => {
-    const log = new AuditLog(join(dir, "audit"), { flushMs: 100 });
+    const log = new AuditLog(join(dir, "audit"), { flushMs: 100, now: () => at });
     const line = session(log, 1);
     const t0 = Date.now();
     let got: string[] = [];
@@ -129,7 +132,7 @@ describe("session line batching (flushMs)", () => {
   });
 
   it("session lines wait for the batch, and a clean shutdown (close) writes them all, in order", async () => {
-    const log = new AuditLog(join(dir, "audit"), { flushMs: 60_000 });
+    const log = new AuditLog(join(dir, "audit"), { flushMs: 60_000, now: () => at });
     const written = [session(log, 1), session(log, 2), session(log, 3)];
     await sleep(50);
     expect(await onDisk(log.file)).toEqual([]);
@@ -139,7 +142,7 @@ describe("session line batching (flushMs)", () => {
   });
 
   it("a non-session line is written at once and takes the waiting session lines along, in order", async () => {
-    const log = new AuditLog(join(dir, "audit"), { flushMs: 60_000 });
+    const log = new AuditLog(join(dir, "audit"), { flushMs: 60_000, now: () => at });
     const a = session(log, 1);
     const b = log.crlPublish({ issuer: "int-tls", crlNumber: 1, entries: 0 });
     const t0 = Date.now();
@@ -150,6 +153,36 @@ describe("session line batching (flushMs)", () => {
     }
     expect(got).toEqual([a, b]);
     await log.close();
+  });
+
+  it("session records with their journal events: one event per line, in order, the line inside it", async () => {
+    const journal = openJournal(join(dir, "journal.db"));
+    const log = new AuditLog(join(dir, "audit"), { journal, flushMs: 60_000, now: () => at });
+    const drafts = [1, 2].map((n) => ({ timestamp: "", component: "pki", action: "tls_session_establish", result: "success", session_id: `s${n}`, extra: { listener: "issuance" } }));
+    log.writeSession("issuance", "ACCESS_SESSION_ESTABLISH_SUCCESS", [["SubjectID", "CN=c1"]], drafts[0]);
+    log.writeSession("issuance", "ACCESS_SESSION_TERMINATED", [["SubjectID", "CN=c2"]], drafts[1]);
+    await log.flush();
+    const recs = journal.read(0, 10);
+    expect(recs.map((r) => [r.index, r.event.session_id, r.event.timestamp])).toEqual([
+      ["viw-pki", "s1", "2026-11-23T10:00:00.000Z"],
+      ["viw-pki", "s2", "2026-11-23T10:00:00.000Z"],
+    ]);
+    expect(recs.map((r) => (r.event.extra as Record<string, unknown>).audit_line)).toEqual(await onDisk(log.file));
+    expect(new Set(recs.map((r) => r.event.event_id)).size).toBe(2);
+    await log.close();
+    await journal.close();
+  });
+
+  it("a session record that cannot be formatted is reported and dropped, the others are written", async () => {
+    const errors: string[] = [];
+    const log = new AuditLog(join(dir, "audit"), { flushMs: 60_000, now: () => at, onError: (e) => errors.push(e.message) });
+    const a = session(log, 1);
+    log.writeSession("issuance", "ACCESS_SESSION_TERMINATED", [["Bad Name", "x"]]);
+    const c = session(log, 3);
+    await log.close();
+    expect(await onDisk(log.file)).toEqual([a, c]);
+    expect(errors).toEqual([expect.stringMatching(/audit record ACCESS_SESSION_TERMINATED dropped: audit field name "Bad Name"/)]);
+    expect(log.stats()).toMatchObject({ lines: 2, writeErrors: 1 });
   });
 
   it("refuses a negative flushMs", () => {
