@@ -36,6 +36,19 @@ export type ParseResult = { ok: true; file: ParsedFile } | { ok: false; errors: 
  * tags, non-UTF-8 bytes and files over 1 MiB.
  */
 export function parseFile(file: SnapshotFile): ParseResult {
+  return parseFileWith(file, true)!;
+}
+
+/**
+ * The same as parseFile when the fast parser reads the file (or a check before
+ * YAML refuses it); null when only the yaml package can, so a caller can send
+ * those files to worker threads.
+ */
+export function parseFileFast(file: SnapshotFile): ParseResult | null {
+  return parseFileWith(file, false);
+}
+
+function parseFileWith(file: SnapshotFile, fallback: boolean): ParseResult | null {
   const placement = placementOf(file.path);
   const at1 = (message: string, line = 1, col = 1): ParseResult => ({
     ok: false,
@@ -66,7 +79,8 @@ export function parseFile(file: SnapshotFile): ParseResult {
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   if (text.trim() === "") return { ok: false, errors: [diag({ line: 1, col: 1 }, "file is empty; it must hold one object")] };
 
-  const parsed = parseFast(text) ?? parseWithYaml(text);
+  const parsed = parseFast(text) ?? (fallback ? parseWithYaml(text) : null);
+  if (parsed === null) return null;
   if ("errors" in parsed) return { ok: false, errors: parsed.errors.map((e) => diag(e, e.message)) };
   const { value, positions } = parsed;
   return { ok: true, file: { path: file.path, kind, stem, value, positions, at: locatorOf(file.path, positions) } };

@@ -49,7 +49,11 @@ const FLOW_END = new Set([SPACE, 0x2c, 0x5b, 0x5d, 0x7b, 0x7d]);
 
 const plainCache = new Map<string, unknown>();
 
+/** First characters of every core-schema scalar that is not a string (null, bool, int, float). */
+const MAY_BE_TYPED = new Set([..."~nNtTfF0123456789+-."].map((c) => c.charCodeAt(0)));
+
 function resolvePlain(s: string): unknown {
+  if (s.length > 0 && !MAY_BE_TYPED.has(s.charCodeAt(0))) return s;
   const hit = plainCache.get(s);
   if (hit !== undefined || plainCache.has(s)) return hit;
   let value: unknown = s;
@@ -91,7 +95,7 @@ export function parseFast(text: string): FastParse | null {
   // Whole-file refusals: cheaper to check once than on every line.
   if (text.length === 0 || text.charCodeAt(text.length - 1) !== NL) return null;
   // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029\ufeff\ud800-\udfff]|^(?:---|\.\.\.)(?:[ \n]|$)|^%/m.test(text)) return null;
+  if (/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029\ufeff\ud800-\udfff]/.test(text)) return null;
   try {
     return new FastParser(text).document();
   } catch (err) {
@@ -116,6 +120,12 @@ class FastParser {
       if (end < 0) end = n;
       let p = start;
       while (p < end && t.charCodeAt(p) === SPACE) p++;
+      if (p === start && p < end) {
+        // Directives (%) and document markers (--- and ...) at a line start: several documents or a header.
+        const c = t.charCodeAt(p);
+        if (c === 0x25) throw DECLINE;
+        if ((c === DASH || c === 0x2e) && t.startsWith(c === DASH ? "---" : "...", p) && (p + 3 === end || t.charCodeAt(p + 3) === SPACE)) throw DECLINE;
+      }
       this.starts.push(start);
       this.ends.push(end);
       this.indents.push(p === end || t.charCodeAt(p) === HASH ? -1 : p - start);
@@ -128,7 +138,7 @@ class FastParser {
     if (li >= this.starts.length || this.indents[li] !== 0) throw DECLINE;
     const p = this.starts[li]!;
     if (this.keyEnd(p, this.ends[li]!) < 0) throw DECLINE;
-    this.put("", p, p);
+    this.put("", li, p, li, p);
     const value = this.map(li, 0, "");
     if (this.nextContent(this.li) < this.starts.length) throw DECLINE;
     return { value, positions: this.positions };
@@ -139,23 +149,12 @@ class FastParser {
     return li;
   }
 
-  private put(path: string, valueOffset: number, keyOffset: number): void {
-    const v = this.lineCol(valueOffset);
-    const k = keyOffset === valueOffset ? v : this.lineCol(keyOffset);
-    this.positions[path] = [v[0], v[1], k[0], k[1]];
-  }
-
-  /** 1-based line and UTF-16 column, as yaml's LineCounter reports them. */
-  private lineCol(offset: number): [number, number] {
-    const s = this.starts;
-    let lo = 0;
-    let hi = s.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (s[mid]! <= offset) lo = mid;
-      else hi = mid - 1;
-    }
-    return [lo + 1, offset - s[lo]! + 1];
+  /**
+   * Records a node's 1-based line and UTF-16 column, as yaml's LineCounter
+   * reports them; the callers know the lines, so no offset search is needed.
+   */
+  private put(path: string, vLine: number, valueOffset: number, kLine: number, keyOffset: number): void {
+    this.positions[path] = [vLine + 1, valueOffset - this.starts[vLine]! + 1, kLine + 1, keyOffset - this.starts[kLine]! + 1];
   }
 
   /**
@@ -311,17 +310,18 @@ class FastParser {
         const q = this.starts[next]! + ind;
         const nend = this.ends[next]!;
         if (ind > col || (inMap && ind === col && this.isDash(q, nend))) {
-          this.put(path, q, keyOffset < 0 ? q : keyOffset);
+          if (keyOffset < 0) this.put(path, next, q, next, q);
+          else this.put(path, next, q, li, keyOffset);
           if (this.isDash(q, nend)) return this.seq(next, ind, path);
           if (this.keyEnd(q, nend) >= 0) return this.map(next, ind, path);
           throw DECLINE; // a scalar on its own line: rare, and may continue over lines
         }
       }
-      this.put(path, v, keyOffset < 0 ? v : keyOffset);
+      this.put(path, li, v, li, keyOffset < 0 ? v : keyOffset);
       this.li = li + 1;
       return null;
     }
-    this.put(path, v, keyOffset < 0 ? v : keyOffset);
+    this.put(path, li, v, li, keyOffset < 0 ? v : keyOffset);
     const c = t.charCodeAt(v);
     if (!inMap) {
       if (this.isDash(v, end)) throw DECLINE; // `- - x`
@@ -331,6 +331,7 @@ class FastParser {
     let after: number;
     if (c === 0x7c || c === 0x3e) return this.blockScalar(li, col, v);
     if (c === 0x5b || c === 0x7b) {
+      this.li = li; // flow() records positions on this line
       const r = this.flow(v, end, path);
       value = r.value;
       after = r.end;
@@ -435,7 +436,7 @@ class FastParser {
       const out: unknown[] = [];
       for (;;) {
         const ip = path === "" ? String(out.length) : path + SEP + out.length;
-        this.put(ip, q, q);
+        this.put(ip, this.li, q, this.li, q);
         const r = this.flowItem(q, end, ip);
         out.push(r.value);
         q = skip(r.end);
@@ -469,7 +470,7 @@ class FastParser {
       const v = skip(colon + 1);
       const vc = t.charCodeAt(v);
       if (v >= end || vc === 0x2c || vc === close || vc === HASH) throw DECLINE;
-      this.put(kp, v, q);
+      this.put(kp, this.li, v, this.li, q);
       const r = this.flowItem(v, end, kp);
       out[key] = r.value;
       q = skip(r.end);
