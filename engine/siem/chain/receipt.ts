@@ -174,6 +174,7 @@ export async function verifyReceipt(input: unknown, options: { worm: string | Wo
     problems.push(`no sealed batch for ${receipt.batch.start} to ${receipt.batch.end}: manifest ${m.seq} covers ${m.start} to ${m.end}`);
     return result(m.seq, m.batch ?? null);
   }
+  if (m.seq !== lo) problems.push(`${names[lo]} holds manifest ${m.seq}: the chain is damaged (run viw verify-logs)`);
   const manifestKey = signedBy(m, `manifest ${m.seq}`);
   if (manifestKey && manifestKey !== receiptKey) trusted(manifestKey, m.sealed_at, `manifest ${m.seq}`);
   if (!m.batch) {
