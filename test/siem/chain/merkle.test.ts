@@ -10,6 +10,7 @@ import fc from "fast-check";
 import {
   consistencyProof,
   inclusionProof,
+  inclusionProofs,
   leafHash,
   leafHashes,
   leafHashesInPlace,
@@ -147,5 +148,17 @@ describe("RFC 9162 Merkle tree", () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  it("audit paths of several leaves at once are each leaf's RFC 9162 path (property)", () => {
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ maxLength: 8 }), { minLength: 1, maxLength: 70 }), fc.array(fc.nat(), { maxLength: 10 }), (records, picks) => {
+        const leaves = leafHashes(records);
+        const indices = picks.map((p) => p % records.length);
+        expect(inclusionProofs(leaves, indices).map(hex)).toEqual(indices.map((i) => hex(inclusionProof(leaves, i))));
+      }),
+      { numRuns: 200 },
+    );
+    expect(() => inclusionProofs(leafHashes([Buffer.from("a")]), [1])).toThrow(/outside a tree of 1/);
   });
 });
