@@ -483,9 +483,24 @@ export function compileLogic(expr: unknown, ctx: CompileContext = {}): Compiled 
   return Object.assign((d: unknown, r?: unknown) => fn(d, r === undefined ? d : r), { refs: compiler.refs });
 }
 
+/** Operators whose result is always a boolean. */
+const BOOLEAN_OPS = new Set(["==", "===", "!=", "!==", ">", ">=", "<", "<=", "!", "!!", "in", "all", "none", "some", "in_list", "pin_retired"]);
+
+/** Whether an expression always evaluates to a boolean (`and`/`or` of such return one of them). */
+function returnsBoolean(expr: unknown): boolean {
+  if (typeof expr === "boolean") return true;
+  if (!isLogic(expr)) return false;
+  const op = Object.keys(expr)[0]!;
+  if (BOOLEAN_OPS.has(op)) return true;
+  const args = expr[op];
+  return (op === "and" || op === "or") && Array.isArray(args) && args.length > 0 && args.every(returnsBoolean);
+}
+
 /** Compiles a condition to a predicate on the event (truthiness of the result). */
 export function compilePredicate(expr: unknown, ctx: CompileContext = {}): ((event: unknown) => boolean) & { refs: CompileRefs } {
   const compiler = new Compiler(ctx);
   const fn = compiler.compile(expr, []);
-  return Object.assign((e: unknown) => truthy(fn(e, e)), { refs: compiler.refs });
+  // Every candidate rule's condition runs per event: skip the truthiness call when the result is a boolean already.
+  const pred = returnsBoolean(expr) ? (fn as (e: unknown, r: unknown) => boolean) : undefined;
+  return Object.assign(pred ? (e: unknown) => pred(e, e) : (e: unknown) => truthy(fn(e, e)), { refs: compiler.refs });
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import jsonLogic from "json-logic-js";
-import { compileLogic, LogicError } from "../../../engine/siem/detect/compile.js";
+import { compileLogic, compilePredicate, LogicError } from "../../../engine/siem/detect/compile.js";
 import type { ListDoc, PinSetDoc } from "../../../engine/config/index.js";
 
 const lists = new Map<string, ListDoc>([
@@ -136,6 +136,29 @@ describe("compiled JSON Logic equals json-logic-js", () => {
         }
       }),
       { numRuns: 20_000 },
+    );
+  });
+
+  it("predicates are booleans equal to the truthiness of json-logic-js's result", () => {
+    fc.assert(
+      fc.property(fc.oneof(expr, fc.array(expr, { minLength: 1, maxLength: 3 }).map((a) => ({ and: a })), fc.array(expr, { minLength: 1, maxLength: 3 }).map((a) => ({ or: a }))), data, (e, d) => {
+        root = d;
+        const want = run(() => jsonLogic.truthy(jsonLogic.apply(e as any, d)));
+        let fn: ((x: unknown) => boolean) | undefined;
+        try {
+          fn = compilePredicate(e, { lists, pinSets });
+        } catch (err) {
+          expect(err).toBeInstanceOf(LogicError);
+          return;
+        }
+        const got = run(() => fn!(d));
+        expect(got.ok).toBe(want.ok);
+        if (got.ok && want.ok) {
+          expect(typeof got.value).toBe("boolean");
+          if (got.value !== want.value) throw new Error(`differs: ${JSON.stringify(e)} on ${JSON.stringify(d)}: compiled ${String(got.value)} vs ${String(want.value)}`);
+        }
+      }),
+      { numRuns: 10_000 },
     );
   });
 
