@@ -38,6 +38,21 @@ describe("fast YAML parser", () => {
     expect(declined).toEqual([]);
   });
 
+  it("reads the bench's generated variants of the default files exactly as the yaml path does", () => {
+    // test/bench/config.bench.ts builds its repo from these files with these edits.
+    const profile = readFileSync(join(ROOT, "profiles/tls-gateway.yaml"), "utf8");
+    const pins = readFileSync(join(ROOT, "pins/gateway.yaml"), "utf8");
+    const variants = [
+      profile.replace("id: tls-gateway", "id: gen-profile-1").replace("pin_set: gateway", "pin_set: gen-pins-1"),
+      profile.replace("id: tls-gateway", "id: gen-profile-200").replace(/^pin_set: .*$/m, ""),
+      pins.replace("id: gateway", "id: gen-pins-1").replace("profile: tls-gateway", "profile: gen-profile-1"),
+      ...["otp-credential-stuffing", "spa-without-tls", "ja3-not-allowlisted", "dos-handshake-burst", "tls-downgrade"].map((r, i) =>
+        readFileSync(join(ROOT, `detections/${r}.yaml`), "utf8").replace(`id: ${r}`, `id: ${r}-${i}`).replace(/^title: .*$/m, `title: generated rule, edit ${i}`),
+      ),
+    ];
+    for (const text of variants) expect(agree(text)).toBe(true);
+  });
+
   it("agrees with the yaml path or declines on every fixture, and declines every broken YAML one", () => {
     const files = yamlFiles(join(ROOT, "test/fixtures"));
     expect(files.length).toBeGreaterThan(20);
