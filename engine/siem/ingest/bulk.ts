@@ -90,13 +90,17 @@ export function createBulkServer(ctx: IngestContext, tls: ListenerTls, opts: Bul
 
     const declared = Number(req.headers["content-length"] ?? NaN);
     if (declared > limits.body_bytes) throw new HttpError(413, "too_large", `body of ${declared} bytes exceeds the limit of ${limits.body_bytes}`);
-    if (inFlight + (Number.isFinite(declared) ? declared : 0) > maxInFlight) {
+    // bodies still arriving count too: their bytes are already on their way into memory
+    let held = Number.isFinite(declared) ? declared : 0;
+    if (inFlight > 0 && inFlight + held > maxInFlight) {
       ctx.metrics.backpressure.inc({ path: "bulk" });
-      throw new HttpError(429, "busy", "too many bulk bytes in flight; retry", { "Retry-After": retryAfter });
+      throw new HttpError(429, "busy", `too many bulk bytes in flight (${inFlight} of ${maxInFlight}); retry`, { "Retry-After": retryAfter });
     }
-    const body = await readBody(req, limits.body_bytes);
-    inFlight += body.length;
+    inFlight += held;
     try {
+      const body = await readBody(req, limits.body_bytes);
+      inFlight += body.length - held;
+      held = body.length;
       if (!verify(null, body, shipper.key, signature)) {
         reportIngestError(ctx, { error_code: "bad_signature", error_msg: `bulk request with a bad signature for shipper ${shipper.id}`, src_ip: req.socket.remoteAddress });
         throw new HttpError(401, "bad_signature", `signature does not verify with shipper ${shipper.id}'s key`);
@@ -131,7 +135,7 @@ export function createBulkServer(ctx: IngestContext, tls: ListenerTls, opts: Bul
       const receipt = accepted.length > 0 && opts.receipt ? await opts.receipt(accepted.map((a) => a.event), receivedAt) : undefined;
       send(res, 200, { accepted: accepted.length, rejected: errors.length, errors: errors.slice(0, 1000), received_at: receivedAt, receipt });
     } finally {
-      inFlight -= body.length;
+      inFlight -= held;
     }
   }
 

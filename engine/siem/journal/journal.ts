@@ -76,7 +76,7 @@ const write = db.transaction((first, last, data) => {
 parentPort.on("message", (m) => {
   if (m.close) { db.close(); parentPort.close(); return; }
   try { write(m.first, m.last, m.data); parentPort.postMessage({ ok: true }); }
-  catch (e) { parentPort.postMessage({ ok: false, error: String((e && e.message) || e) }); }
+  catch (e) { parentPort.postMessage({ ok: false, error: String((e && e.message) || e), code: e && e.code }); }
 });
 `;
 
@@ -204,7 +204,7 @@ export class LocalJournal implements Journal {
     const oldest = (this.stmt.oldest.get() as { m: number | null }).m;
     this.floor = oldest === null ? this.last : oldest - 1;
     this.writer = new Worker(WRITER, { eval: true, workerData: { file, driver: createRequire(import.meta.url).resolve("better-sqlite3") } });
-    this.writer.on("message", (m: { ok: boolean; error?: string }) => this.committed(m));
+    this.writer.on("message", (m: { ok: boolean; error?: string; code?: string }) => this.committed(m));
     this.writer.on("error", (err) => this.fail(err));
     this.writer.on("exit", (code) => {
       if (!this.closed) this.fail(new Error(`journal writer thread exited (${code})`));
@@ -270,7 +270,7 @@ export class LocalJournal implements Journal {
     this.writer.postMessage({ first, last: first + count - 1, data });
   }
 
-  private committed(m: { ok: boolean; error?: string }): void {
+  private committed(m: { ok: boolean; error?: string; code?: string }): void {
     const done = this.inflight;
     this.inflight = undefined;
     this.writer.unref();
@@ -278,6 +278,15 @@ export class LocalJournal implements Journal {
     if (!m.ok) {
       const err = new Error(`journal write failed: ${m.error}`);
       for (const g of done.groups) g.reject(err);
+      if (m.code === "SQLITE_FULL") {
+        // disk full: SQLite rolled the group back (no seq was used), so the journal stays usable once space
+        // is freed; these appends fail (their senders retry) and back-pressure holds the rest off meanwhile
+        this.diskFull = true;
+        this.diskCheckedAt = Date.now();
+        if (this.pending.length) this.post();
+        else this.wakeDrained();
+        return;
+      }
       this.fail(err);
       return;
     }
