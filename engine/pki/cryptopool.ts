@@ -121,6 +121,15 @@ class Lane {
   }
 }
 
+/**
+ * A copy with its own ArrayBuffer. postMessage clones a view's whole
+ * ArrayBuffer, and small Buffers are views into Node's shared 8 KiB pool:
+ * without this every job carried several 8 KiB slabs.
+ */
+function exact(b: Uint8Array): Uint8Array {
+  return new Uint8Array(b);
+}
+
 let lanes: Lane[] = [];
 let nextId = 1;
 let keyIds = new WeakMap<KeyObject, number>();
@@ -145,7 +154,8 @@ function lane(): Lane {
  */
 export async function verifyInPool(hash: string | null, data: Uint8Array, key: { jwk: object } | { spki: Uint8Array }, signature: Uint8Array): Promise<{ ok: boolean; details: KeyDetails }> {
   const id = nextId++;
-  const r = await lane().post(id, { op: "verify", id, hash, data, sig: signature, ...key });
+  const k = "spki" in key ? { spki: exact(key.spki) } : key;
+  const r = await lane().post(id, { op: "verify", id, hash, data: exact(data), sig: exact(signature), ...k });
   if (r.error !== undefined) throw r.stage === "key" ? new KeyImportError(r.error) : new Error(r.error);
   return { ok: r.ok === true, details: { type: r.type, ...(r.curve ? { namedCurve: r.curve } : {}), ...(r.bits ? { modulusLength: r.bits } : {}) } };
 }
@@ -160,7 +170,7 @@ export async function signInPool(hash: string | null, data: Uint8Array, key: Key
     l.keys.add(key);
   }
   const id = nextId++;
-  const r = await l.post(id, { op: "sign", id, hash, data, key: k });
+  const r = await l.post(id, { op: "sign", id, hash, data: exact(data), key: k });
   if (r.error !== undefined || !r.sig) throw new Error(r.error ?? "no signature");
   return Buffer.from(r.sig.buffer, r.sig.byteOffset, r.sig.byteLength);
 }

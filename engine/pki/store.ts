@@ -189,7 +189,8 @@ export class CertStore {
       const id = this.nextId++;
       this.pending.set(id, { resolve, reject });
       if (this.outbox.length === 0) setImmediate(this.send);
-      this.outbox.push({ id, rec: { ...rec, sans: JSON.stringify(rec.sans) } });
+      // der as a copy with its own ArrayBuffer: postMessage would clone the whole 8 KiB pool slab a small Buffer views.
+      this.outbox.push({ id, rec: { ...rec, der: new Uint8Array(rec.der), sans: JSON.stringify(rec.sans) } });
     });
   }
 

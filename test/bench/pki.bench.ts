@@ -17,7 +17,7 @@
 import { execFile as execFileCb, spawn, type ChildProcess } from "node:child_process";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, bench, describe } from "vitest";
@@ -82,6 +82,7 @@ function freePort(): number {
 const results = {
   lines: [] as string[],
   push(line: string) {
+    line += ` [load average ${loadavg()[0]!.toFixed(1)}]`;
     this.lines.push(line);
     process.stdout.write(`  ${line}\n`);
   },
@@ -137,7 +138,8 @@ const cfsslPerCpu: number[] = [];
   }
   results.push(
     `issuance, ${CONCURRENCY} clients: ours (mTLS, TLS 1.3, durable) ${median(ours).toFixed(0)}/s; cfssl serve (plain HTTP) ${median(cfsslPlain).toFixed(0)}/s -> ratio ${(median(ours) / median(cfsslPlain)).toFixed(2)}x` +
-      (cfsslTls.length ? `; cfssl serve (mTLS) ${median(cfsslTls).toFixed(0)}/s -> ratio ${(median(ours) / median(cfsslTls)).toFixed(2)}x` : "; cfssl serve with mTLS did not answer"),
+      (cfsslTls.length ? `; cfssl serve (mTLS) ${median(cfsslTls).toFixed(0)}/s -> ratio ${(median(ours) / median(cfsslTls)).toFixed(2)}x` : "; cfssl serve with mTLS did not answer") +
+      ". cfssl serve has no db config here, so it stores no certificate; ours records each durably (SQLite, synchronous=FULL, group commit) before it answers",
   );
   results.push(
     `issuance per CPU-second of the server process: ours ${median(oursPerCpu).toFixed(0)} certs/CPU-s; cfssl serve (plain HTTP) ${median(cfsslPerCpu).toFixed(0)} certs/CPU-s -> ratio ${(median(oursPerCpu) / median(cfsslPerCpu)).toFixed(2)}x`,

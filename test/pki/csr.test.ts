@@ -63,3 +63,29 @@ describe("CSR parsing and profile enforcement", () => {
     expect(v).toMatchObject({ status: 400, field: "validity" });
   });
 });
+
+describe("CSR proof of possession on the crypto workers", () => {
+  const der = (pem: string) => Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ""), "base64");
+  const pem = (b: Buffer) => `-----BEGIN CERTIFICATE REQUEST-----\n${b.toString("base64")}\n-----END CERTIFICATE REQUEST-----\n`;
+
+  it("tells a key that is no point on its curve from a signature that does not verify, and verifies many at once", async () => {
+    const { csr } = makeCsr(dir, "pop", "/CN=gw.viworks.example");
+    const good = der(csr);
+    // The uncompressed P-256 point follows the 0x04 after the BIT STRING's unused-bits byte.
+    const at = good.indexOf(Buffer.from([0x03, 0x42, 0x00, 0x04])) + 4;
+    const offCurve = Buffer.from(good);
+    offCurve[at + 63] = offCurve[at + 63]! ^ 0x01;
+    const noKey = await refusal(parseCsr(pem(offCurve)));
+    expect(noKey).toMatchObject({ status: 400, code: "key_type", field: "csr" });
+    expect(noKey?.message).toMatch(/csr public key cannot be read/);
+
+    const badSig = Buffer.from(good);
+    badSig[badSig.length - 3] = badSig[badSig.length - 3]! ^ 0x01;
+    const forged = await refusal(parseCsr(pem(badSig)));
+    expect(forged).toMatchObject({ status: 400, code: "bad_csr_signature" });
+
+    // Concurrent requests each get their own answer back from the worker lanes.
+    const mixed = await Promise.all(Array.from({ length: 60 }, (_, i) => refusal(parseCsr(i % 3 === 0 ? pem(badSig) : csr))));
+    mixed.forEach((r, i) => (i % 3 === 0 ? expect(r?.code).toBe("bad_csr_signature") : expect(r).toBeUndefined()));
+  });
+});
