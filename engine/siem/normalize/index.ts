@@ -8,5 +8,5 @@ export type { NormalizeResult, NormalizeContext } from "./normalizer.js";
 export { schemaMapper, SCHEMA_VERSION, MAX_DEPTH } from "./mapper.js";
 export type { FieldError, Mapper } from "./mapper.js";
 export { Router } from "./route.js";
-export { createEnricher, defaultCountryMmdb, noEnrichment } from "./enrich.js";
+export { createEnricher, defaultCountryMmdb, defaultAsnCsvDir, AsnTable, noEnrichment } from "./enrich.js";
 export type { Enricher, EnrichOptions } from "./enrich.js";

@@ -73,6 +73,44 @@ describe("normalizer", () => {
   });
 });
 
+describe("ASN from the shipped range table (@ip-location-db/asn, CC BY 4.0)", () => {
+  it("agrees with the package's own dotted-address CSV on both ends of sampled IPv4 and IPv6 ranges", async () => {
+    const { AsnTable, defaultAsnCsvDir } = await import("../../../engine/siem/normalize/index.js");
+    const { readFileSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const dir = defaultAsnCsvDir();
+    const t0 = performance.now();
+    const table = await AsnTable.load(dir);
+    console.log(`ASN table loaded in ${(performance.now() - t0).toFixed(0)} ms`);
+    for (const file of ["asn-ipv4.csv", "asn-ipv6.csv"]) {
+      const lines = readFileSync(join(dir, file), "utf8").trim().split("\n");
+      // every 997th range: start and end map to its ASN (the dotted file is parsed independently of the numeric one)
+      for (let i = 0; i < lines.length; i += 997) {
+        const [start, end, asn] = lines[i]!.split(",");
+        expect(table.lookup(start!), `${file} line ${i + 1} start`).toBe(Number(asn));
+        expect(table.lookup(end!), `${file} line ${i + 1} end`).toBe(Number(asn));
+      }
+    }
+    expect(table.lookup("1.0.0.1")).toBe(13335); // the first range of the database: Cloudflare's 1.0.0.0/24
+    expect(table.lookup("10.1.2.3")).toBeUndefined(); // private space is announced by no one
+    expect(table.lookup("::1")).toBeUndefined();
+  });
+
+  it("enriches asn from src_ip, never overwriting the shipper's value, with the event id unchanged", async () => {
+    const en = new Normalizer(routing, await createEnricher());
+    const r = en.normalize({ src_ip: "1.0.0.1" }, ctx);
+    expect(r.ok && r.event.asn).toBe(13335);
+    const kept = en.normalize({ src_ip: "1.0.0.1", asn: "AS64500" }, ctx);
+    expect(kept.ok && kept.event.asn).toBe(64500);
+    const priv = en.normalize({ src_ip: "192.168.1.1" }, ctx);
+    expect(priv.ok && priv.event.asn).toBeUndefined();
+    expect(r.ok && r.event.event_id).toBe((new Normalizer(routing).normalize({ src_ip: "1.0.0.1" }, ctx) as { event: { event_id: string } }).event.event_id);
+    const off = new Normalizer(routing, await createEnricher({ asnCsvDir: false }));
+    const none = off.normalize({ src_ip: "1.0.0.1" }, ctx);
+    expect(none.ok && none.event.asn).toBeUndefined();
+  });
+});
+
 describe("canonicalForm", () => {
   it("equals canonicalJson (RFC 8785) for flat and nested events", async () => {
     const { canonicalForm } = await import("../../../engine/siem/normalize/index.js");
