@@ -184,7 +184,7 @@ export class LocalJournal implements Journal {
       })();
     }
     const metaLast = (db.prepare("SELECT value FROM meta WHERE key = 'last_seq'").get() as { value: number } | undefined)?.value ?? 0;
-    const maxRow = (db.prepare("SELECT MAX(last) AS m FROM groups").get() as { m: number | null }).m ?? 0;
+    const maxRow = (db.prepare("SELECT last AS m FROM groups ORDER BY first DESC LIMIT 1").get() as { m: number } | undefined)?.m ?? 0;
     this.last = Math.max(metaLast, maxRow);
     this.stmt = {
       groupAt: db.prepare("SELECT first, last, data FROM groups WHERE first <= ? ORDER BY first DESC LIMIT 1"),
@@ -194,15 +194,16 @@ export class LocalJournal implements Journal {
       register: db.prepare("INSERT OR IGNORE INTO cursors (consumer, seq) VALUES (?, ?)"),
       cursors: db.prepare("SELECT consumer, seq FROM cursors"),
       minCursor: db.prepare("SELECT MIN(seq) AS m FROM cursors"),
-      oldest: db.prepare("SELECT MIN(first) AS m FROM groups"),
-      countUpTo: db.prepare("SELECT COALESCE(SUM(last - first + 1), 0) AS n FROM groups WHERE last <= ?"),
-      deleteUpTo: db.prepare("DELETE FROM groups WHERE last <= ?"),
+      oldest: db.prepare("SELECT first AS m FROM groups ORDER BY first LIMIT 1"),
+      // groups are ordered: `first <= m` bounds the scan by the primary key
+      countUpTo: db.prepare("SELECT COALESCE(SUM(last - first + 1), 0) AS n FROM groups WHERE first <= ? AND last <= ?"),
+      deleteUpTo: db.prepare("DELETE FROM groups WHERE first <= ? AND last <= ?"),
       straddling: db.prepare("SELECT first, last, data FROM groups WHERE first <= ? AND last > ?"),
       trim: db.prepare("UPDATE groups SET first = ?, data = ? WHERE first = ?"),
       drop: db.prepare("DELETE FROM cursors WHERE consumer = ?"),
     };
-    const oldest = (this.stmt.oldest.get() as { m: number | null }).m;
-    this.floor = oldest === null ? this.last : oldest - 1;
+    const oldest = (this.stmt.oldest.get() as { m: number } | undefined)?.m;
+    this.floor = oldest === undefined ? this.last : oldest - 1;
     this.writer = new Worker(WRITER, { eval: true, workerData: { file, driver: createRequire(import.meta.url).resolve("better-sqlite3") } });
     this.writer.on("message", (m: { ok: boolean; error?: string; code?: string }) => this.committed(m));
     this.writer.on("error", (err) => this.fail(err));
@@ -443,8 +444,8 @@ export class LocalJournal implements Journal {
     if (m <= this.floor) return 0;
     let deleted = 0;
     this.db.transaction(() => {
-      deleted = (this.stmt.countUpTo.get(m) as { n: number }).n;
-      this.stmt.deleteUpTo.run(m);
+      deleted = (this.stmt.countUpTo.get(m, m) as { n: number }).n;
+      this.stmt.deleteUpTo.run(m, m);
       const row = this.stmt.straddling.get(m, m) as { first: number; last: number; data: string } | undefined;
       if (row) {
         let at = 0;
