@@ -1,6 +1,6 @@
 import { hash, randomBytes } from "node:crypto";
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync, renameSync, write as fsWrite } from "node:fs";
-import { promisify } from "node:util";
+import { inspect, promisify } from "node:util";
 import { join } from "node:path";
 import { DEFAULT_INDEX, DEFAULT_ROUTES } from "../config/index.js";
 import type { Journal, NormalizedEvent } from "../siem/journal/index.js";
@@ -335,7 +335,8 @@ export class AuditLog {
           () => void (this.counters.journaled += items.length),
           (err: unknown) => {
             this.counters.journalErrors += items.length;
-            this.onError(err instanceof Error ? err : new Error(String(err)));
+            // A rejection that is not an Error (a worker's message object) is shown as what it is, not "[object Object]".
+            this.onError(err instanceof Error ? err : new Error(`journal append rejected: ${inspect(err, { breakLength: Infinity })}`));
           },
         )
         .finally(() => this.pending.delete(p));

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { AuditLog, escapeAuditValue, formatAuditFields, parseAuditLine } from "../../engine/audit/index.js";
-import { openJournal } from "../../engine/siem/journal/index.js";
+import { openJournal, type Journal } from "../../engine/siem/journal/index.js";
 
 let dir: string;
 beforeEach(async () => {
@@ -183,6 +183,17 @@ describe("session line batching (flushMs)", () => {
     expect(await onDisk(log.file)).toEqual([a, c]);
     expect(errors).toEqual([expect.stringMatching(/audit record ACCESS_SESSION_TERMINATED dropped: audit field name "Bad Name"/)]);
     expect(log.stats()).toMatchObject({ lines: 2, writeErrors: 1 });
+  });
+
+  it("a journal that rejects with a non-Error value is reported with that value, not [object Object]", async () => {
+    const errors: string[] = [];
+    const rejecting = { append: () => Promise.reject({ ok: false, error: "SQLITE_FULL" }) } as unknown as Journal;
+    const log = new AuditLog(join(dir, "audit"), { journal: rejecting, onError: (e) => errors.push(e.message) });
+    log.crlPublish({ issuer: "int-tls", crlNumber: 1, entries: 0 });
+    await log.flush();
+    expect(errors).toEqual(["journal append rejected: { ok: false, error: 'SQLITE_FULL' }"]);
+    expect(log.stats()).toMatchObject({ lines: 1, journalErrors: 1 });
+    await log.close();
   });
 
   it("refuses a negative flushMs", () => {
