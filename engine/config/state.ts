@@ -89,14 +89,14 @@ export function buildState(revision: string, files: readonly ParsedFile[]): Desi
   const digests = new Map<string, string>();
   const positions = new Map<string, Position>();
   const sorted = [...files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  const whole: Record<string, Record<string, unknown>> = {};
+  const canon: Record<string, Record<string, string>> = {};
   for (const f of sorted) {
     const doc = deepFreeze(structuredClone(f.value)) as { id: string };
     (maps[f.kind] as Map<string, unknown>).set(doc.id, doc);
-    const canon = canonicalJson(doc);
-    digests.set(`${f.kind}/${doc.id}`, sha256(canon));
+    const c = canonicalJson(doc);
+    digests.set(`${f.kind}/${doc.id}`, sha256(c));
     positions.set(`${f.kind}/${doc.id}`, f.at.value([]));
-    (whole[f.kind] ??= {})[doc.id] = doc;
+    (canon[f.kind] ??= {})[doc.id] = c;
   }
   const policies = [...maps.policy.values()];
   const ofKind = <K extends PolicyDoc["kind"]>(k: K) => policies.filter((p): p is Extract<PolicyDoc, { kind: K }> => p.kind === k);
@@ -109,7 +109,7 @@ export function buildState(revision: string, files: readonly ParsedFile[]): Desi
 
   const state: DesiredState = {
     revision,
-    digest: sha256(canonicalJson(whole)),
+    digest: wholeDigest(canon),
     issuers: maps.issuer,
     profiles: maps.profile,
     pinSets: maps.pinset,
@@ -129,4 +129,24 @@ export function buildState(revision: string, files: readonly ParsedFile[]): Desi
     locate: (kind, id) => positions.get(`${kind}/${id}`),
   };
   return Object.freeze(state);
+}
+
+/**
+ * sha256 of canonicalJson({kind: {id: document}}), assembled from the
+ * documents' canonical forms so that each is serialised once: serialising the
+ * whole revision a second time was half of building the state.
+ */
+function wholeDigest(canon: Record<string, Record<string, string>>): string {
+  const h = createHash("sha256").update("{");
+  Object.keys(canon)
+    .sort()
+    .forEach((kind, i) => {
+      h.update(`${i ? "," : ""}${JSON.stringify(kind)}:{`);
+      const ids = canon[kind]!;
+      Object.keys(ids)
+        .sort()
+        .forEach((id, j) => h.update(`${j ? "," : ""}${JSON.stringify(id)}:${ids[id]}`));
+      h.update("}");
+    });
+  return h.update("}").digest("hex");
 }

@@ -2,7 +2,8 @@ import { cp, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { loadSnapshot, readDirSnapshot, planChanges } from "../../engine/config/index.js";
+import { createHash } from "node:crypto";
+import { canonicalJson, loadSnapshot, readDirSnapshot, planChanges } from "../../engine/config/index.js";
 import { defaultRepoCopy, ROOT } from "./helpers.js";
 
 async function load(dir: string) {
@@ -26,6 +27,14 @@ describe("DesiredState", () => {
     expect(c.digest).not.toBe(a.digest);
     expect(c.objectDigest("profile", "tls-gateway")).not.toBe(a.objectDigest("profile", "tls-gateway"));
     expect(c.objectDigest("rule", "tls-downgrade")).toBe(a.objectDigest("rule", "tls-downgrade"));
+  });
+
+  it("digest is SHA-256 of the RFC 8785 form of {kind: {id: document}}, so anyone can recompute it", async () => {
+    const s = await load(ROOT);
+    const whole: Record<string, Record<string, unknown>> = {};
+    const kinds = { issuer: s.issuers, profile: s.profiles, pinset: s.pinSets, rule: s.rules, list: s.lists, dashboard: s.dashboards, policy: s.policies } as Record<string, ReadonlyMap<string, unknown>>;
+    for (const [kind, map] of Object.entries(kinds)) for (const [id, doc] of map) (whole[kind] ??= {})[id] = doc;
+    expect(s.digest).toBe(createHash("sha256").update(canonicalJson(whole)).digest("hex"));
   });
 
   it("is frozen all the way down", async () => {
