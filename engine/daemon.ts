@@ -221,7 +221,8 @@ export class Daemon {
       // Signed ingest receipts once the sealer runs (it starts after the listeners); never fails the request: its events are durable.
       bulk: { receipt: (events, receivedAt) => this.caps?.sealer?.receipt(events, receivedAt).catch((err) => log("ingest receipt failed", err)) },
     });
-    const detector = new Detector({ journal, registry: this.registry, onError: (err) => log("detector failed", err) });
+    // A rule changed by a revision warms its window from the embedded store (none with the Elasticsearch sink).
+    const detector = new Detector({ journal, store: siem.store, registry: this.registry, onError: (err) => log("detector failed", err) });
     const route = (action: string) => {
       const routing = this.reconciler?.applied?.state.routing;
       return routing ? new Router(routing).route(action) : "viw-other";
