@@ -2,7 +2,9 @@
  * TLS session audit and the server-wide audit log (Dogtag PKI 10.4 format):
  * - `AuditLog` — DATA/audit/audit.log (append-only, rotated by size and day),
  *   ACCESS_SESSION_* lines plus certRequest / revocation / crlPublish /
- *   configRevision / keyStoreFailure, each also journaled as a normalized event.
+ *   configRevision / keyStoreFailure, each also journaled as a normalized event;
+ *   `writeSession` queues the TLS session records, formatted, journaled and
+ *   written in one pass per batch (within `flushMs`, 100 ms).
  * - `auditTlsServer(server, {listener, audit, component, isRevoked?, idleTimeoutMs?})`
  *   — attaches to a node tls/https server (call before listen()).
  * - `clientTlsOptions()` — the VIW_TLS_* environment for `viw` commands' TLS clients.
