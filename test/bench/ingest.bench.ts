@@ -7,9 +7,9 @@
 import { afterAll, bench, describe } from "vitest";
 import { execFile, spawn } from "node:child_process";
 import { Agent, request } from "node:https";
-import { closeSync, existsSync, mkdtempSync, openSync, readSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { openJournal } from "../../engine/siem/index.js";
@@ -24,6 +24,11 @@ const pki = makePki();
 const results: Record<string, number[]> = {};
 const record = (k: string, v: number) => (results[k] ??= []).push(v);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+/** CPU seconds (user + system) a process has used so far: CPU per event is steadier than events/s on a shared machine. */
+function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
 
 function event(i: number): Record<string, unknown> {
   return {
@@ -68,6 +73,7 @@ async function engineSyslog(): Promise<void> {
   const child = await startServiceChild({ dataDir, pkiDir: pki.dir, syslogPort: 0, bulkPort: 0, shippers: {} });
   try {
     const port = Number(child.syslog.split(":").pop());
+    const c0 = cpuSeconds(child.proc.pid!);
     const t0 = performance.now();
     void send(port);
     let s = await child.status(true);
@@ -77,6 +83,7 @@ async function engineSyslog(): Promise<void> {
     }
     const dt = (performance.now() - t0) / 1000;
     record("engine syslog/TLS → journal → store (events/s)", N / dt);
+    record("engine syslog/TLS CPU per event, all threads (µs)", ((cpuSeconds(child.proc.pid!) - c0) * 1e6) / N);
     record("engine peak RSS after syslog run (MB)", s.vmHwmKb / 1024);
   } finally {
     await child.stop();
@@ -105,6 +112,7 @@ input(type="imtcp" port="${port}" ruleset="bench")
       if (ok) break;
       await sleep(50);
     }
+    const c0 = cpuSeconds(proc.pid!);
     const t0 = performance.now();
     void send(port);
     let lines = 0;
@@ -123,6 +131,7 @@ input(type="imtcp" port="${port}" ruleset="bench")
       closeSync(fd);
     }
     record("rsyslog imtcp+gtls → omfile (events/s)", N / ((performance.now() - t0) / 1000));
+    record("rsyslog CPU per event (µs)", ((cpuSeconds(proc.pid!) - c0) * 1e6) / N);
   } finally {
     proc.kill("SIGTERM");
     await new Promise((r) => proc.once("exit", r));
@@ -153,6 +162,7 @@ async function engineBulk(): Promise<void> {
         req.on("error", reject);
         req.end(b.body);
       });
+    const c0 = cpuSeconds(child.proc.pid!);
     const t0 = performance.now();
     let next = 0;
     await Promise.all(Array.from({ length: 4 }, async () => {
@@ -167,6 +177,7 @@ async function engineBulk(): Promise<void> {
     const stored = (performance.now() - t0) / 1000;
     record("engine bulk HTTPS, acknowledged (events/s)", N / acked);
     record("engine bulk HTTPS → store (events/s)", N / stored);
+    record("engine bulk CPU per event, all threads (µs)", ((cpuSeconds(child.proc.pid!) - c0) * 1e6) / N);
     record("engine peak RSS after bulk run (MB)", s.vmHwmKb / 1024);
   } finally {
     agent.destroy();
@@ -211,7 +222,10 @@ afterAll(() => {
   const e = results["engine syslog/TLS → journal → store (events/s)"];
   const r = results["rsyslog imtcp+gtls → omfile (events/s)"];
   if (e && r) lines.push(`  ratio engine/rsyslog (syslog/TLS): ${(median(e) / median(r)).toFixed(2)}`);
-  console.log(`\nviw ingest benchmark (${N} events; shared 2-core machine)\n${lines.join("\n")}`);
+  const ec = results["engine syslog/TLS CPU per event, all threads (µs)"];
+  const rc = results["rsyslog CPU per event (µs)"];
+  if (ec && rc) lines.push(`  CPU per event engine/rsyslog (syslog/TLS): ${(median(ec) / median(rc)).toFixed(2)}`);
+  console.log(`\nviw ingest benchmark (${N} events; shared 2-core machine; load average ${loadavg().map((x) => x.toFixed(2)).join(" ")})\n${lines.join("\n")}`);
   rmSync(work, { recursive: true, force: true });
   rmSync(pki.dir, { recursive: true, force: true });
 });
