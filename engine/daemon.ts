@@ -223,9 +223,14 @@ export class Daemon {
     });
     // A rule changed by a revision warms its window from the embedded store (none with the Elasticsearch sink).
     const detector = new Detector({ journal, store: siem.store, registry: this.registry, onError: (err) => log("detector failed", err) });
+    // One Router per applied routing table: the audit routes every TLS session record.
+    const routers = new WeakMap<object, Router>();
     const route = (action: string) => {
       const routing = this.reconciler?.applied?.state.routing;
-      return routing ? new Router(routing).route(action) : "viw-other";
+      if (!routing) return "viw-other";
+      let router = routers.get(routing);
+      if (!router) routers.set(routing, (router = new Router(routing)));
+      return router.route(action);
     };
     const audit = new AuditLog(join(this.data, "audit"), { journal, route, onError: (err) => log("audit journal copy failed", err) });
     const pki = createPkiService({ dataDir: this.data, provider: keys, log: this.logger.child({ service: "pki" }) });
@@ -362,7 +367,7 @@ export class Daemon {
     await this.timeline.useSigner(this.data, keySigner(certs.log.key, certs.log.cert + certs.log.chain.join("")));
     const tls = { cert: certs.listener.cert, key: certs.listener.key, ca: certs.caChain };
     // Every TLS listener records its sessions in the Dogtag format (engine/audit) and as journal events.
-    const isRevoked = (serial: string) => caps.pki.authority.store.get(normalizeSerial(serial) ?? serial)?.revoked_at != null;
+    const isRevoked = (serial: string) => caps.pki.authority.store.status(normalizeSerial(serial) ?? serial)?.revoked_at != null;
     // The issuance listener is an https.Server (a tls.Server underneath); the hook needs only its TLS events.
     const auditSessions = (component: "pki" | "siem") => (name: string, server: object) => {
       this.sessionAudits.push(auditTlsServer(server as TlsServer, { listener: name, audit: caps.audit, component, isRevoked, idleTimeoutMs: 300_000 }));
