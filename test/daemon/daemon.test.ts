@@ -5,7 +5,6 @@
  */
 import { createHmac, generateKeyPairSync, X509Certificate } from "node:crypto";
 import { execFileSync } from "node:child_process";
-import { request } from "node:https";
 import { connect } from "node:tls";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -16,6 +15,7 @@ import { createDaemon, type Daemon } from "../../engine/daemon.js";
 import { main as evidenceMain } from "../../engine/cli/evidence.js";
 import { approve } from "../../engine/gitops/index.js";
 import { makeWorld, type World } from "../gitops/fixture.js";
+import { ANY_PORT, postAsBackend } from "./dev.js";
 
 const SECRET = "s3cret-webhook";
 let world: World;
@@ -67,7 +67,7 @@ beforeAll(async () => {
     trust: world.allowedSigners,
     // dev: the CA is bootstrapped and the listeners get certificates; --trust still gates every revision.
     dev: true,
-    listen: { admin: { host: "127.0.0.1", port: 0 }, issuance: { host: "127.0.0.1", port: 0 }, pki: { host: "127.0.0.1", port: 0 }, syslog: { host: "127.0.0.1", port: 0 }, bulk: { host: "127.0.0.1", port: 0 } },
+    listen: ANY_PORT,
     pollIntervalMs: 3_600_000,
     webhookSecret: SECRET,
     logger: pino({ level: "silent" }),
@@ -87,31 +87,7 @@ function makeCsr(): string {
 }
 
 /** POST /v1/certs/issue/server over mTLS with the dev Backend client certificate. */
-function issue(profile = "backend-api"): Promise<{ status: number; body: any }> {
-  const url = new URL(JSON.parse(readFileSync(join(data, "run", "endpoints.json"), "utf8")).issuance);
-  const payload = JSON.stringify({ profile, csr });
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: url.hostname,
-        port: url.port,
-        path: "/v1/certs/issue/server",
-        method: "POST",
-        ca: readFileSync(join(data, "dev", "ca-chain.pem")),
-        cert: readFileSync(join(data, "dev", "backend-client.crt")),
-        key: readFileSync(join(data, "dev", "backend-client.key")),
-        headers: { "content-type": "application/json", "content-length": Buffer.byteLength(payload) },
-      },
-      (res) => {
-        let text = "";
-        res.on("data", (c) => (text += c));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
-      },
-    );
-    req.on("error", reject);
-    req.end(payload);
-  });
-}
+const issue = (profile = "backend-api") => postAsBackend(data, "/v1/certs/issue/server", { profile, csr });
 
 function validityDays(pem: string): number {
   const c = new X509Certificate(pem);

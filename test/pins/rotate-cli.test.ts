@@ -7,20 +7,19 @@
  */
 import { execFile } from "node:child_process";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { request } from "node:https";
 import { once } from "node:events";
 import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { UsageError } from "../../engine/cli/args.js";
 import { runCli } from "../../engine/cli/main.js";
 import { main as rotate } from "../../engine/cli/rotate.js";
-import { createDaemon, type Daemon } from "../../engine/daemon.js";
+import type { Daemon } from "../../engine/daemon.js";
 import { pinOf } from "../../engine/pki/pins/index.js";
 import { captureOutput } from "../capture.js";
+import { postAsBackend, startDevDaemon } from "../daemon/dev.js";
 
 const exec = promisify(execFile);
 const ROOT = join(import.meta.dirname, "../..");
@@ -41,31 +40,7 @@ let A: Awaited<ReturnType<typeof gatewayKey>>;
 let B: Awaited<ReturnType<typeof gatewayKey>>;
 
 /** POST /v1/certs/issue/server on the issuance port, mTLS with the dev Backend client certificate. */
-function issue(profile: string, csr: string): Promise<{ status: number; body: any }> {
-  const url = new URL(endpoints.issuance!);
-  const payload = JSON.stringify({ profile, csr });
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: url.hostname,
-        port: url.port,
-        path: "/v1/certs/issue/server",
-        method: "POST",
-        ca: readFileSync(join(data, "dev", "ca-chain.pem")),
-        cert: readFileSync(join(data, "dev", "backend-client.crt")),
-        key: readFileSync(join(data, "dev", "backend-client.key")),
-        headers: { "content-type": "application/json", "content-length": Buffer.byteLength(payload) },
-      },
-      (res) => {
-        let text = "";
-        res.on("data", (c) => (text += c));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
-      },
-    );
-    req.on("error", reject);
-    req.end(payload);
-  });
-}
+const issue = (profile: string, csr: string) => postAsBackend(data, "/v1/certs/issue/server", { profile, csr });
 
 /** What the daemon's OCSP responder says about a serial, through openssl's OCSP client. */
 async function ocsp(serial: string): Promise<string> {
@@ -95,18 +70,7 @@ beforeAll(async () => {
   );
   expect(yaml).toContain(B.pin);
   writeFileSync(file, yaml);
-  daemon = createDaemon({
-    repo,
-    data,
-    dev: true,
-    listen: { admin: { host: "127.0.0.1", port: 0 }, issuance: { host: "127.0.0.1", port: 0 }, pki: { host: "127.0.0.1", port: 0 }, syslog: { host: "127.0.0.1", port: 0 }, bulk: { host: "127.0.0.1", port: 0 } },
-    pollIntervalMs: 3_600_000,
-    logger: pino({ level: "silent" }),
-  });
-  await daemon.start();
-  await daemon.reconciler.whenReady();
-  await daemon.whenListening();
-  endpoints = JSON.parse(readFileSync(join(data, "run", "endpoints.json"), "utf8"));
+  ({ daemon, endpoints } = await startDevDaemon({ repo, data, pollIntervalMs: 3_600_000 }));
 }, 90_000);
 
 afterAll(async () => {

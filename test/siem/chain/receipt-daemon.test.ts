@@ -12,14 +12,14 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createDaemon, type Daemon } from "../../../engine/daemon.js";
+import type { Daemon } from "../../../engine/daemon.js";
 import { main as verifyLogs } from "../../../engine/cli/verify-logs.js";
 import { checkProof, type Receipt } from "../../../engine/siem/chain/index.js";
 import { UsageError } from "../../../engine/cli/args.js";
 import { captureOutput } from "../../capture.js";
 import { MAIN } from "../../gitops/fixture.js";
+import { startDevDaemon } from "../../daemon/dev.js";
 
 const run = promisify(execFile);
 const repo = mkdtempSync(join(tmpdir(), "viw-rcpt-repo-"));
@@ -29,12 +29,7 @@ let endpoints: Record<string, string>;
 
 beforeAll(async () => {
   for (const f of ["policies", "profiles", "detections", "dashboards", "pins"]) cpSync(join(MAIN, f), join(repo, f), { recursive: true });
-  const listen = Object.fromEntries(["admin", "issuance", "pki", "syslog", "bulk"].map((n) => [n, { host: "127.0.0.1", port: 0 }]));
-  daemon = createDaemon({ repo, data, dev: true, listen, sealInterval: "1s", logger: pino({ level: "silent" }) });
-  await daemon.start();
-  await daemon.reconciler.whenReady();
-  await daemon.whenListening();
-  endpoints = JSON.parse(readFileSync(join(data, "run", "endpoints.json"), "utf8"));
+  ({ daemon, endpoints } = await startDevDaemon({ repo, data, sealInterval: "1s" }));
 }, 60_000);
 
 afterAll(async () => {
