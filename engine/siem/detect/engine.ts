@@ -754,21 +754,28 @@ export class Engine implements Host {
     if (late) this.lateEvents++;
     for (let i = 0; i < list.length; i++) {
       const rt = list[i]!;
-      const rule = rt.rule;
-      try {
-        // Rules reached through the action index skip their action-only conjuncts; rules without an action set have none.
-        const where = indexed !== undefined ? rule.whereDispatched : rule.where;
-        if (where !== undefined && !where(ev)) continue;
-        if (late && rule.kind !== "match") {
-          rt.state.late++;
-          continue;
-        }
-        rt.state.onEvent(rule, ev, ts, this);
-      } catch {
-        // A condition that throws on odd input (e.g. `in` on an object) does not match; counted.
-        rt.state.errors++;
-      }
+      // Rules reached through the action index skip their action-only conjuncts; rules without an action set have none.
+      this.offer(rt, indexed !== undefined ? rt.rule.whereDispatched : rt.rule.where, ev, ts, late);
     }
+    this.moveTime(ts);
+  }
+
+  /** One rule's look at one event: its condition, then its window state. */
+  private offer(rt: Runtime, where: CompiledRule["where"], ev: NormalizedEvent, ts: number, late: boolean): void {
+    try {
+      if (where !== undefined && !where(ev)) return;
+      if (late && rt.rule.kind !== "match") {
+        rt.state.late++;
+        return;
+      }
+      rt.state.onEvent(rt.rule, ev, ts, this);
+    } catch {
+      // A condition that throws on odd input (e.g. `in` on an object) does not match; counted.
+      rt.state.errors++;
+    }
+  }
+
+  private moveTime(ts: number): void {
     if (ts > this.maxTs) {
       this.maxTs = ts;
       const w = ts - this.latenessMs;
@@ -788,24 +795,10 @@ export class Engine implements Host {
     const late = ts < this.wm;
     if (late) this.lateEvents++;
     for (const rt of this.runtimes) {
-      const rule = rt.rule;
-      if (isAlert && !rule.actions?.has("alert")) continue;
-      try {
-        if (rule.where !== undefined && !rule.where(ev)) continue;
-        if (late && rule.kind !== "match") {
-          rt.state.late++;
-          continue;
-        }
-        rt.state.onEvent(rule, ev, ts, this);
-      } catch {
-        rt.state.errors++;
-      }
+      if (isAlert && !rt.rule.actions?.has("alert")) continue;
+      this.offer(rt, rt.rule.where, ev, ts, late);
     }
-    if (ts > this.maxTs) {
-      this.maxTs = ts;
-      const w = ts - this.latenessMs;
-      if (w > this.wm) this.advanceWatermark(w);
-    }
+    this.moveTime(ts);
   }
 
   /** Moves the watermark (never back): absence rules whose wait ended fire; idle groups are swept. */
