@@ -74,7 +74,6 @@ class Lane {
 
   constructor() {
     this.worker = new Worker(WORKER, { eval: true });
-    this.worker.unref();
     this.worker.on("message", (replies: Reply[]) => {
       for (const r of replies) {
         const p = this.pending.get(r.id);
@@ -87,6 +86,8 @@ class Lane {
     });
     this.worker.on("error", (err) => this.fail(err));
     this.worker.on("exit", (code) => this.fail(new Error(`crypto worker exited (${code})`)));
+    // After the listeners: adding a "message" listener refs the worker's port again.
+    this.worker.unref();
   }
 
   private fail(err: Error): void {
