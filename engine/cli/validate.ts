@@ -1,7 +1,6 @@
 import { resolve } from "node:path";
 import { loadSnapshot, readDirSnapshot, readGitSnapshot } from "../config/index.js";
 import type { Diagnostic } from "../config/index.js";
-import { pinRollProblems } from "../pki/pins/index.js";
 import { oneOf, parseOptions, UsageError } from "./args.js";
 
 export function formatDiagnostic(d: Pick<Diagnostic, "file" | "line" | "col" | "message">): string {
@@ -26,7 +25,11 @@ export async function main(argv: string[]): Promise<number> {
       throw new UsageError(`--base ${values.base}: ${(err as Error).message}`);
     }
     if (!base.state) process.stderr.write(`warning: base revision ${values.base} is itself invalid (${base.errors.length} error${base.errors.length === 1 ? "" : "s"}); the checks against it are skipped\n`);
-    else if (result.state) errors.push(...pinRollProblems(base.state, result.state, files));
+    else if (result.state) {
+      // Loaded only with --base: the pins' module graph (X.509, PKCS#11) is most of a plain validate's start-up.
+      const { pinRollProblems } = await import("../pki/pins/index.js");
+      errors.push(...pinRollProblems(base.state, result.state, files));
+    }
   }
   if (format === "json") {
     const out = errors.map((e) => ({ file: e.file, line: e.line, col: e.col, message: e.message, kind: e.kind ?? null, id: e.id ?? null }));

@@ -7,6 +7,7 @@
  *
  *   npm run build && npx vitest bench --run test/bench/config.bench.ts
  */
+import { spawnSync } from "node:child_process";
 import { cp, mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -48,7 +49,7 @@ interface Sample {
   wall: number;
   cpu: number;
 }
-const samples: Record<"cold" | "async" | "next" | "peer", Sample[]> = { cold: [], async: [], next: [], peer: [] };
+const samples: Record<"cold" | "async" | "next" | "peer" | "cli", Sample[]> = { cold: [], async: [], next: [], peer: [], cli: [] };
 let first: Sample | undefined;
 let flip = 0;
 
@@ -102,6 +103,17 @@ describe("config load + validate (2,000 rules, 300 profiles, 100 pin sets)", () 
     RUNS,
   );
   bench(
+    "viw validate as a user runs it: a new node process, start to exit (compiled build)",
+    () => {
+      // Process start, module loading and schema compilation included: what a CI job waits for.
+      const t0 = performance.now();
+      const r = spawnSync(process.execPath, [join(ROOT, "dist/engine/cli/main.js"), "validate", "--repo", repo], { encoding: "utf8" });
+      if (r.status !== 0) throw new Error(`viw validate failed: ${r.stdout}${r.stderr}`);
+      samples.cli.push({ wall: performance.now() - t0, cpu: NaN });
+    },
+    RUNS,
+  );
+  bench(
     "peer: bare yaml package parse of the same files (no validation)",
     async () => {
       await measure(samples.peer, () => {
@@ -123,6 +135,7 @@ function report(): void {
       line("cold load, async loader", "async") +
       line("next revision (one rule changed)", "next") +
       line("peer: bare yaml parse", "peer") +
+      `  viw validate, whole process (start to exit)  wall ${m("cli", "wall").toFixed(0).padStart(6)} ms\n` +
       `  first load of the process (schemas compiled): wall ${first!.wall.toFixed(0)} ms, CPU ${first!.cpu.toFixed(0)} ms\n` +
       `  bare yaml parse / whole cold load: wall ${(m("peer", "wall") / m("cold", "wall")).toFixed(2)}×, CPU ${(m("peer", "cpu") / m("cold", "cpu")).toFixed(2)}×\n` +
       `  peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB; ${cpus().length}× ${cpus()[0]?.model ?? "cpu"}, node ${process.version}, load average ${loadavg().map((x) => x.toFixed(2)).join(" ")}\n`,
