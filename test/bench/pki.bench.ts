@@ -3,8 +3,10 @@
  * 2-core machine are pessimistic):
  *  - issuance over the mTLS API, 16 concurrent keep-alive clients, vs
  *    `cfssl serve` signing the same CSRs (plain HTTP and with mTLS);
- *    ours records every certificate durably (SQLite, synchronous=FULL), cfssl
- *    records nothing;
+ *    ours records every certificate durably (SQLite, synchronous=FULL, group
+ *    commit) before answering, cfssl (no db config) records nothing; both
+ *    sign with the same int-tls P-256 key, and the load client uses
+ *    keep-alive for every peer;
  *  - issuance with the intermediate's key on SoftHSM2 (PKCS#11);
  *  - OCSP GET (RFC 5019) vs `cfssl ocspserve` serving pre-signed responses;
  *  - a CRL of 100,000 revoked entries (target < 2 s).
