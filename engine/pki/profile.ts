@@ -43,11 +43,27 @@ export function requestedSans(req: IssueRequestShape, csr: Csr): Sans {
   return { dns: stringList(s.dns, "sans.dns"), ip: stringList(s.ip, "sans.ip"), uri: stringList(s.uri, "sans.uri") };
 }
 
+/**
+ * Patterns of the profiles compiled once, not per request: the set is what the
+ * config's profiles name, so it stays small (cleared past 1,000 anyway).
+ */
+const compiled = new Map<string, RegExp>();
+function regex(source: string): RegExp {
+  let re = compiled.get(source);
+  if (!re) {
+    if (compiled.size > 1000) compiled.clear();
+    compiled.set(source, (re = new RegExp(source)));
+  }
+  return re;
+}
+
 /** `*` in a URI pattern stands for one segment without `/` or `:`. */
 function uriMatches(pattern: string, uri: string): boolean {
-  const re = new RegExp("^" + pattern.split("*").map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("[^/:]+") + "$");
-  return re.test(uri);
+  let source = uriPatterns.get(pattern);
+  if (source === undefined) uriPatterns.set(pattern, (source = "^" + pattern.split("*").map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("[^/:]+") + "$"));
+  return regex(source).test(uri);
 }
+const uriPatterns = new Map<string, string>();
 
 function validity(profile: ProfileDoc, issuer: IssuerDoc, issuerNotAfter: Date, requested: unknown, now: Date): { notBefore: Date; notAfter: Date } {
   let ms: number;
@@ -79,7 +95,7 @@ function subject(profile: ProfileDoc, csrSubject: Record<string, string>): Parti
     out[k as SubjectAttribute] = v;
   }
   for (const k of rules.require ?? []) if (!out[k]) throw deny(`subject attribute ${k} is required by profile ${profile.id}`, "csr.subject");
-  if (rules.cn_pattern && out.CN !== undefined && !new RegExp(rules.cn_pattern).test(out.CN)) {
+  if (rules.cn_pattern && out.CN !== undefined && !regex(rules.cn_pattern).test(out.CN)) {
     throw deny(`subject CN ${JSON.stringify(out.CN)} does not match profile ${profile.id}'s cn_pattern ${rules.cn_pattern}`, "csr.subject.CN");
   }
   for (const [k, v] of Object.entries(rules.fixed ?? {})) {
@@ -116,7 +132,7 @@ function checkSans(profile: ProfileDoc, issuer: IssuerDoc, sans: Sans, subjectCn
   for (const u of sans.uri) {
     if (!(rules.uri ?? []).some((p) => uriMatches(p, u))) throw deny(`URI SAN ${u} is outside profile ${profile.id}'s allowed URIs (${(rules.uri ?? []).join(", ") || "none"})`, `${field}.uri`, "san_not_allowed");
     const dev = rules.device_id;
-    if (dev && u.startsWith(dev.uri_prefix) && !new RegExp(dev.pattern).test(u.slice(dev.uri_prefix.length))) {
+    if (dev && u.startsWith(dev.uri_prefix) && !regex(dev.pattern).test(u.slice(dev.uri_prefix.length))) {
       throw deny(`device id ${JSON.stringify(u.slice(dev.uri_prefix.length))} does not match profile ${profile.id}'s device_id pattern ${dev.pattern}`, `${field}.uri`, "san_not_allowed");
     }
   }
