@@ -17,7 +17,7 @@ const COMMANDS: Record<string, { module: string; summary: string }> = {
   plan: { module: "./plan.js", summary: "semantic diff of two revisions, relaxations marked" },
   test: { module: "./test.js", summary: "run the tests embedded in detection rules" },
   run: { module: "./run.js", summary: "the daemon" },
-  ca: { module: "./ca.js", summary: "ca init: bootstrap the root and intermediates" },
+  ca: { module: "./ca.js", summary: "ca init|crl|revoke-intermediate: bootstrap the CA; sign the offline root's CRL" },
   "verify-logs": { module: "./verify-logs.js", summary: "verify the signed log batches" },
   replay: { module: "./replay.js", summary: "alerts a rule change adds or removes on stored events" },
   approve: { module: "./approve.js", summary: "record a signed approval of a revision" },
