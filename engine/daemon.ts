@@ -237,7 +237,7 @@ export class Daemon {
     const pins = new PinTelemetry({ stateFile: join(this.data, "pins", "telemetry.json") });
     this.mount({ prefix: "", register: async (app) => void (await app.register(siem.queryPlugin)) });
     this.mount({ prefix: "", register: async (app) => void (await app.register(pinRoutes(pins))) });
-    this.mount({ prefix: "", register: async (app) => void (await app.register(emergencyRoutes({ state: () => this.reconciler.applied?.state, pki: authorityPki(pki.authority, this.data) }))) });
+    this.mount({ prefix: "", register: async (app) => void (await app.register(emergencyRoutes({ state: () => this.reconciler.applied?.state, pki: authorityPki(pki.authority) }))) });
     this.mount({ prefix: "", register: async (app) => void (await app.register(proofRoutes({ worm: join(this.data, "worm"), interval: this.sealIntervalMs(), index: () => this.caps?.sealer?.eventIndex }))) });
     this.setEventSink(async (events) => {
       const routing = this.reconciler.applied?.state.routing;

@@ -61,7 +61,7 @@ describe("emergency rotation of a pin set", () => {
     const applied = await p.svc.prepare(state, undefined);
     applied.commit();
     const vpn = await issue("vpn", "vpn-server", "ovpn.ams1.viworks.example", makeCsr(work, "vpn", "/CN=ovpn.ams1.viworks.example", "DNS:ovpn.ams1.viworks.example").csr);
-    const pki = authorityPki(p.svc.authority, p.data);
+    const pki = authorityPki(p.svc.authority);
 
     const dry = await emergencyRotate(state, { pinSet: "gateway", reason: "cACompromise", dryRun: true }, pki);
     expect(dry.revoked.map((r) => r.serial)).toEqual([g1.serial]);
@@ -111,7 +111,7 @@ describe("emergency rotation of a pin set", () => {
 
   it("the admin route: bad reason 400, unknown set 404, dry run 200", async () => {
     const app = Fastify();
-    await app.register(emergencyRoutes({ state: () => state, pki: authorityPki(p.svc.authority, p.data) }));
+    await app.register(emergencyRoutes({ state: () => state, pki: authorityPki(p.svc.authority) }));
     const bad = await app.inject({ method: "POST", url: "/v1/pins/gateway/emergency-rotate", payload: { reason: "oops" } });
     expect(bad.statusCode).toBe(400);
     expect(bad.json().error).toMatchObject({ code: "bad_reason", field: "reason" });

@@ -1,10 +1,8 @@
 import "reflect-metadata";
 import { createHash, createPublicKey, X509Certificate } from "node:crypto";
-import { join } from "node:path";
 import * as ocsp from "@peculiar/asn1-ocsp";
 import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
 import * as asn from "@peculiar/asn1-x509";
-import Database from "better-sqlite3";
 import type { FastifyPluginAsync } from "fastify";
 import type { DesiredState } from "../../config/index.js";
 import { checkProfileIssuance } from "./roll.js";
@@ -50,26 +48,6 @@ export interface EmergencyPki {
 
 export type OcspStatus = "good" | "revoked" | "unknown" | `error: ${string}`;
 
-/**
- * Live certificates of profiles, read through a read-only connection to the
- * PKI's store file (DATA/pki/pki.db). Superseded by CertStore.live, which
- * authorityPki uses; kept only because test/pki/store.test.ts compares the
- * two — remove both together.
- */
-export function liveCertificates(dataDir: string, profiles: readonly string[], now: number): LiveCert[] {
-  if (profiles.length === 0) return [];
-  const db = new Database(join(dataDir, "pki", "pki.db"), { readonly: true, fileMustExist: true });
-  try {
-    db.pragma("busy_timeout = 10000");
-    const rows = db
-      .prepare(`SELECT serial, issuer, profile, subject, sans, not_after, spki_sha256, der FROM certs WHERE revoked_at IS NULL AND not_after > ? AND profile IN (${profiles.map(() => "?").join(",")}) ORDER BY issued_at`)
-      .all(now, ...profiles) as { serial: string; issuer: string; profile: string; subject: string; sans: string; not_after: number; spki_sha256: string; der: Buffer }[];
-    return rows.map((r) => ({ ...r, subject: JSON.parse(r.subject) as Record<string, string>, sans: JSON.parse(r.sans) as LiveCert["sans"] }));
-  } finally {
-    db.close();
-  }
-}
-
 /** The parts of engine/pki's Authority that emergency rotation uses. */
 export interface AuthorityLike {
   revoke(body: unknown, who: "engine"): Promise<{ crl_number?: number }>;
@@ -80,8 +58,7 @@ export interface AuthorityLike {
 }
 
 /** EmergencyPki over the engine's Authority (PkiService#authority). `dataDir` is no longer used (the store is read through the Authority); kept so the daemon's call stays valid. */
-export function authorityPki(authority: AuthorityLike, dataDir?: string): EmergencyPki {
-  void dataDir;
+export function authorityPki(authority: AuthorityLike): EmergencyPki {
   return {
     live: (profiles, now) => authority.store.live(profiles, now),
     revoke: (serial, reason) => authority.revoke({ serial, reason }, "engine"),
