@@ -1,7 +1,7 @@
 import "reflect-metadata";
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { X509Certificate } from "node:crypto";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { AsnConvert } from "@peculiar/asn1-schema";
 import * as asn from "@peculiar/asn1-x509";
 import type { DesiredState, IssuerDoc } from "../config/index.js";
@@ -12,6 +12,7 @@ import { SoftwareKeyProvider } from "./keys/index.js";
 import type { Signer } from "./signer.js";
 import { REASON_CODES, type RevocationReason } from "./store.js";
 import { normalizeSerial, toPem, wholeSeconds } from "./x509.js";
+import { writeFileDurably } from "./files.js";
 
 /**
  * CRLs of the offline root. The root's key never reaches the daemon, so its
@@ -81,26 +82,6 @@ export function rootCrlPaths(dataDir: string, rootId: string): { der: string; pe
   return { der, pem: join(dataDir, "pki", "crl", `${rootId}.crl.pem`) };
 }
 
-/** Write to a temp file, fsync, rename: a crash leaves the old file or the new one, never half of one. */
-function writeDurably(path: string, data: string | Buffer, mode = 0o644): void {
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, "w", mode);
-  try {
-    writeSync(fd, typeof data === "string" ? Buffer.from(data) : data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-  const dfd = openSync(dirname(path), "r");
-  try {
-    fsyncSync(dfd);
-  } finally {
-    closeSync(dfd);
-  }
-}
-
 /** The CRL number of a CRL file, or 0 when there is none (or it cannot be read). */
 function numberOfCrlFile(path: string): number {
   try {
@@ -165,12 +146,12 @@ async function sign(dataDir: string, doc: IssuerDoc, cert: IssuerCert, file: Roo
   // Monotonic even if the state file was lost or predates this command: never below what was published.
   const number = Math.max(file.number, numberOfCrlFile(paths.der)) + 1;
   const next: RootCrlFile = { number, revoked: file.revoked };
-  writeDurably(statePath(dataDir, doc.id), JSON.stringify(next, null, 2) + "\n", 0o600);
+  writeFileDurably(statePath(dataDir, doc.id), JSON.stringify(next, null, 2) + "\n", 0o600);
   const listed = file.revoked.filter((r) => r.not_after > now.getTime());
   const nextUpdate = new Date(now.getTime() + span);
   const der = await buildCrl({ issuer: cert, signer, revoked: listed.map((r) => [r.serial, r.revoked_at, r.reason] as const), number, thisUpdate: now, nextUpdate });
-  writeDurably(paths.der, der);
-  writeDurably(paths.pem, toPem(der, "X509 CRL"));
+  writeFileDurably(paths.der, der);
+  writeFileDurably(paths.pem, toPem(der, "X509 CRL"));
   return { issuer: doc.id, number, this_update: now.toISOString(), next_update: nextUpdate.toISOString(), revoked: listed, der: paths.der, pem: paths.pem };
 }
 

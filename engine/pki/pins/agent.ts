@@ -1,13 +1,14 @@
 import "reflect-metadata";
 import { spawn } from "node:child_process";
 import { createPrivateKey, createPublicKey, webcrypto, X509Certificate as NodeX509, type KeyObject } from "node:crypto";
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { request } from "node:https";
 import { dirname } from "node:path";
 import * as x509 from "@peculiar/x509";
 import { realClock, type Clock } from "./clock.js";
 import { pinOfKey } from "./pin.js";
 import { Renewer, validityOf, type RenewalAlert, type Validity } from "./renew.js";
+import { fsyncDir, writeFileDurably } from "../files.js";
 
 /**
  * `viw agent renew`: keeps a gateway's or service's certificate renewed over
@@ -68,34 +69,6 @@ export interface RenewResult extends Validity {
 
 // ---------------------------------------------------------------- files
 
-function fsyncDir(dir: string): void {
-  try {
-    const fd = openSync(dir, "r");
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    /* some filesystems cannot fsync a directory */
-  }
-}
-
-/** temp file in the same directory + fsync + rename + fsync of the directory. */
-export function writeFileAtomic(path: string, data: string | Buffer, mode: number): void {
-  const tmp = `${path}.viw-tmp`;
-  rmSync(tmp, { force: true });
-  const fd = openSync(tmp, "wx", mode);
-  try {
-    writeSync(fd, typeof data === "string" ? Buffer.from(data) : data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-  fsyncDir(dirname(path));
-}
-
 const STAGED = ".viw-new";
 
 /**
@@ -107,11 +80,11 @@ const STAGED = ".viw-new";
  */
 export function installPair(certFile: string, keyFile: string, certPem: string, keyPem: string | undefined): void {
   if (keyPem === undefined) {
-    writeFileAtomic(certFile, certPem, 0o644);
+    writeFileDurably(certFile, certPem, 0o644);
     return;
   }
-  writeFileAtomic(certFile + STAGED, certPem, 0o644);
-  writeFileAtomic(keyFile + STAGED, keyPem, 0o600);
+  writeFileDurably(certFile + STAGED, certPem, 0o644);
+  writeFileDurably(keyFile + STAGED, keyPem, 0o600);
   renameSync(certFile + STAGED, certFile);
   renameSync(keyFile + STAGED, keyFile);
   fsyncDir(dirname(certFile));

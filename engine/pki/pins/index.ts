@@ -23,6 +23,6 @@ export {
 export { PinTelemetry, pinRoutes, CONSUMER as PIN_TELEMETRY_CONSUMER, type PinStatus, type PinCountView } from "./telemetry.js";
 export { realClock, ManualClock, type Clock } from "./clock.js";
 export { Renewer, keepRenewed, engineCredential, validityOf, type Validity, type RenewalAlert, type RenewerOptions, type Credential, type KeepRenewedOptions, type EngineIssuer } from "./renew.js";
-export { renewOnce, runAgent, makeCsr, newKey, installPair, recoverPair, writeFileAtomic, AgentError, type AgentOptions, type RenewResult, type KeyType } from "./agent.js";
+export { renewOnce, runAgent, makeCsr, newKey, installPair, recoverPair, AgentError, type AgentOptions, type RenewResult, type KeyType } from "./agent.js";
 export { pinRollProblems } from "./revision.js";
 export { emergencyRotate, emergencyRoutes, requestEmergencyRotation, EmergencyRequestError, authorityPki, ocspRequest, ocspAnswer, EmergencyError, EMERGENCY_REASONS, type EmergencyRequest, type EmergencyReport, type EmergencyPki, type LiveCert, type OcspStatus, type RevocationReason } from "./emergency.js";

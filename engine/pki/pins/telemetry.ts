@@ -1,11 +1,11 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
-import { dirname } from "node:path";
+import { readFileSync } from "node:fs";
 import type { FastifyPluginAsync } from "fastify";
 import { parseDuration, type DesiredState, type PinSetDoc, type RollPhase } from "../../config/index.js";
 import { ServiceError, type Prepared, type Service } from "../../gitops/service.js";
 import { consume, type Consumer, type Journal, type JournalRecord, type NormalizedEvent } from "../../siem/journal/index.js";
 import { backupPins, effectiveRole, issuablePins, pinRetiredFrom } from "./roll.js";
 import { pinRollProblems } from "./revision.js";
+import { writeFileDurably } from "../files.js";
 
 /**
  * Pin-roll telemetry: pinning clients report each pin check as a `pin_check`
@@ -179,16 +179,7 @@ export class PinTelemetry {
   private save(): void {
     const file = this.options.stateFile;
     if (!file) return;
-    mkdirSync(dirname(file), { recursive: true });
-    const tmp = `${file}.tmp`;
-    const fd = openSync(tmp, "w", 0o600);
-    try {
-      writeSync(fd, JSON.stringify(this.counts));
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, file);
+    writeFileDurably(file, JSON.stringify(this.counts), 0o600);
   }
 
   /** GET /v1/pins/ID: undefined for a pin set the applied revision does not have. */
