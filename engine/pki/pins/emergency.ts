@@ -5,6 +5,7 @@ import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
 import * as asn from "@peculiar/asn1-x509";
 import type { FastifyPluginAsync } from "fastify";
 import type { DesiredState } from "../../config/index.js";
+import type { LiveCertificate } from "../index.js";
 import { checkProfileIssuance } from "./roll.js";
 
 /**
@@ -24,16 +25,7 @@ export type RevocationReason = "unspecified" | "keyCompromise" | "cACompromise" 
 export const EMERGENCY_REASONS: readonly RevocationReason[] = ["unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded", "cessationOfOperation", "privilegeWithdrawn"];
 
 /** A live (unrevoked, unexpired) certificate of the engine's store. */
-export interface LiveCert {
-  serial: string;
-  issuer: string;
-  profile: string;
-  subject: Record<string, string>;
-  sans: { dns: string[]; ip: string[]; uri: string[] };
-  not_after: number;
-  spki_sha256: string;
-  der: Buffer;
-}
+export type LiveCert = LiveCertificate;
 
 /** What emergency rotation needs from the PKI. */
 export interface EmergencyPki {
