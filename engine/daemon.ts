@@ -367,7 +367,7 @@ export class Daemon {
     await this.timeline.useSigner(this.data, keySigner(certs.log.key, certs.log.cert + certs.log.chain.join("")));
     const tls = { cert: certs.listener.cert, key: certs.listener.key, ca: certs.caChain };
     // Every TLS listener records its sessions in the Dogtag format (engine/audit) and as journal events.
-    const isRevoked = (serial: string) => caps.pki.authority.store.status(normalizeSerial(serial) ?? serial)?.revoked_at != null;
+    const isRevoked = (serial: string) => caps.pki.authority.store.isRevoked(normalizeSerial(serial) ?? serial);
     // The issuance listener is an https.Server (a tls.Server underneath); the hook needs only its TLS events.
     const auditSessions = (component: "pki" | "siem") => (name: string, server: object) => {
       this.sessionAudits.push(auditTlsServer(server as TlsServer, { listener: name, audit: caps.audit, component, isRevoked, idleTimeoutMs: 300_000 }));

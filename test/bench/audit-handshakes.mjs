@@ -21,7 +21,6 @@
 //   VIW_BENCH_SECONDS (default 3), VIW_BENCH_ROUNDS (default 12), VIW_BENCH_CONCURRENCY (8),
 //   VIW_BENCH_PROFILE=DIR writes the servers' --cpu-prof profiles there;
 //   VIW_BENCH_NODE_ARGS (e.g. --perf-basic-prof) is added to the servers' node options;
-//   VIW_BENCH_DAEMON=proposed uses the revocation lookup and router caching proposed for engine/daemon.ts;
 //   VIW_BENCH_WITHOUT=ja3,journal,revocation leaves those parts out of the audited arm (where the cost goes).
 import { execFile as execFileCb, execFileSync, fork } from "node:child_process";
 import { cpSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -104,7 +103,7 @@ async function drive() {
   };
   const spread = (xs) => `${Math.min(...xs).toFixed(0)}-${Math.max(...xs).toFixed(0)}`;
   const out = [];
-  out.push(`issuance listener (TLS 1.3, client certificate required), daemon callbacks ${process.env.VIW_BENCH_DAEMON === "proposed" ? "as proposed" : "as in engine/daemon.ts"}${process.env.VIW_BENCH_WITHOUT ? `, audited arm WITHOUT ${process.env.VIW_BENCH_WITHOUT}` : ""}, ${ROUNDS} rounds x ${SECONDS} s per arm, ${CONCURRENCY} concurrent full handshakes, ${pin ? "server pinned to CPU 0, load to CPU 1" : "not pinned (no taskset)"}`);
+  out.push(`issuance listener (TLS 1.3, client certificate required), daemon callbacks as in engine/daemon.ts${process.env.VIW_BENCH_WITHOUT ? `, audited arm WITHOUT ${process.env.VIW_BENCH_WITHOUT}` : ""}, ${ROUNDS} rounds x ${SECONDS} s per arm, ${CONCURRENCY} concurrent full handshakes, ${pin ? "server pinned to CPU 0, load to CPU 1" : "not pinned (no taskset)"}`);
   out.push(`load average before ${load0.map((x) => x.toFixed(2)).join(" ")}, after ${load1.map((x) => x.toFixed(2)).join(" ")}`);
   for (const arm of ["off", "on"]) {
     const rs = runs[arm];
@@ -185,24 +184,18 @@ async function serve(cfg) {
   (await svc.prepare(state, undefined)).commit();
   let audit, journal, session;
   const on = cfg.arm === "on";
-  const proposed = process.env.VIW_BENCH_DAEMON === "proposed";
   // Where the cost goes: VIW_BENCH_WITHOUT=ja3,journal,revocation leaves those parts out of the audited arm.
   const ablate = new Set((process.env.VIW_BENCH_WITHOUT ?? "").split(",").filter(Boolean));
   if (on) {
     mkdirSync(join(cfg.data, "journal"), { recursive: true });
     if (!ablate.has("journal")) journal = openJournal(join(cfg.data, "journal", "journal.db"), { consumers: ["detector", "sealer"] });
-    // engine/daemon.ts's route: a Router over the applied revision's routing, built per call;
-    // VIW_BENCH_DAEMON=proposed: one Router per routing object (the change proposed for the daemon).
+    // As engine/daemon.ts routes: one Router per applied routing table.
     const routers = new WeakMap();
-    const route = proposed
-      ? (action) => (routers.get(state.routing) ?? routers.set(state.routing, new Router(state.routing)).get(state.routing)).route(action)
-      : (action) => new Router(state.routing).route(action);
+    const route = (action) => (routers.get(state.routing) ?? routers.set(state.routing, new Router(state.routing)).get(state.routing)).route(action);
     audit = new AuditLog(join(cfg.data, "audit"), { journal, route });
   }
-  // engine/daemon.ts's revocation check reads the whole certificate row; proposed: the status row only (CertStore.status).
-  const isRevoked = proposed
-    ? (serial) => svc.authority.store.status(normalizeSerial(serial) ?? serial)?.revoked_at != null
-    : (serial) => svc.authority.store.get(normalizeSerial(serial) ?? serial)?.revoked_at != null;
+  // As engine/daemon.ts checks revocation: the store's cached answer (dropped on every revocation).
+  const isRevoked = (serial) => svc.authority.store.isRevoked(normalizeSerial(serial) ?? serial);
   let handshakes = 0;
   const urls = await svc.listen({
     issuance: { host: "127.0.0.1", port: 0, tls: { cert: readFileSync(cfg.srvCrt), key: readFileSync(cfg.srvKey), ca: readFileSync(cfg.ca) } },
