@@ -745,19 +745,26 @@ export class Engine implements Host {
     // The detector's own alerts come back through the journal: unless a rule asks for them they are not input at all
     // (neither counted nor moving time).
     if (list.length === 0 && action === "alert") return;
-    if (ts > this.maxTs && this.maxFutureMs !== Infinity && ts - this.now() > this.maxFutureMs) {
-      this.futureEvents++;
-      return;
-    }
-    this.events++;
-    const late = ts < this.wm;
-    if (late) this.lateEvents++;
+    const late = this.admit(ts);
+    if (late === undefined) return;
     for (let i = 0; i < list.length; i++) {
       const rt = list[i]!;
       // Rules reached through the action index skip their action-only conjuncts; rules without an action set have none.
       this.offer(rt, indexed !== undefined ? rt.rule.whereDispatched : rt.rule.where, ev, ts, late);
     }
     this.moveTime(ts);
+  }
+
+  /** Counts an event in; undefined when it is too far in the future to take, else whether it is late. */
+  private admit(ts: number): boolean | undefined {
+    if (ts > this.maxTs && this.maxFutureMs !== Infinity && ts - this.now() > this.maxFutureMs) {
+      this.futureEvents++;
+      return undefined;
+    }
+    this.events++;
+    const late = ts < this.wm;
+    if (late) this.lateEvents++;
+    return late;
   }
 
   /** One rule's look at one event: its condition, then its window state. */
@@ -787,13 +794,8 @@ export class Engine implements Host {
   private processAll(ev: NormalizedEvent, ts: number): void {
     const isAlert = ev.action === "alert";
     if (isAlert && !this.runtimes.some((r) => r.rule.actions?.has("alert"))) return;
-    if (ts > this.maxTs && this.maxFutureMs !== Infinity && ts - this.now() > this.maxFutureMs) {
-      this.futureEvents++;
-      return;
-    }
-    this.events++;
-    const late = ts < this.wm;
-    if (late) this.lateEvents++;
+    const late = this.admit(ts);
+    if (late === undefined) return;
     for (const rt of this.runtimes) {
       if (isAlert && !rt.rule.actions?.has("alert")) continue;
       this.offer(rt, rt.rule.where, ev, ts, late);
