@@ -455,7 +455,7 @@ export class Authority {
     if (!issuer) throw new IssueError(503, "issuer_unavailable", `no issuer ${profile.issuer}`);
     const spkiDer = Buffer.from(publicKey.export({ type: "spki", format: "der" }));
     this.pinGate(rt, profile, spkiDer);
-    const csr: Csr = { subject: names.cn ? { CN: names.cn } : {}, spkiDer, publicKeyBits: publicKeyBits(spkiDer), keyAlgorithm: algorithmOf(publicKey), sans: { dns: names.dns ?? [], ip: names.ip ?? [], uri: names.uri ?? [] } };
+    const csr: Csr = { subject: names.cn ? { CN: names.cn } : {}, spkiDer, publicKeyBits: publicKeyBits(spkiDer), publicKey, keyAlgorithm: algorithmOf(publicKey), sans: { dns: names.dns ?? [], ip: names.ip ?? [], uri: names.uri ?? [] } };
     const decision = enforceProfile({ profile, issuer: issuer.doc, issuerNotAfter: issuer.cert.notAfter, csr, request: { ...(names.validity ? { validity: names.validity } : {}) }, now: this.now() });
     return this.sign(rt, profile, decision, csr, "engine");
   }

@@ -1,8 +1,8 @@
+import { createPublicKey, verify, type KeyObject } from "node:crypto";
 import type { KeyAlgorithm } from "../config/index.js";
-import { KeyImportError, verifyInPool } from "./cryptopool.js";
 import { children, DerError, oidText, readTlv, type Tlv } from "./der.js";
 import { IssueError } from "./errors.js";
-import { algorithmOfDetails } from "./keys/common.js";
+import { algorithmOf } from "./keys/common.js";
 import { fromPem, OID_NAMES } from "./x509.js";
 
 export interface Sans {
@@ -18,6 +18,7 @@ export interface Csr {
   spkiDer: Buffer;
   /** The subjectPublicKey bits (for the key identifier). */
   publicKeyBits: Buffer;
+  publicKey: KeyObject;
   keyAlgorithm: KeyAlgorithm;
   sans: Sans;
 }
@@ -76,11 +77,11 @@ const EC_CURVES: Record<string, { crv: string; size: number }> = {
 };
 
 /**
- * The CSR's key as the crypto worker imports it. EC keys go as JWK
- * coordinates: OpenSSL 3's DER decoder costs twice as much as the import from
- * coordinates, and this runs on every request. Anything else goes as DER.
+ * The CSR's key as a KeyObject. EC keys go in as JWK coordinates: OpenSSL 3's
+ * DER decoder costs twice as much as the import from coordinates, and this
+ * runs on every request. Anything else goes through the DER decoder.
  */
-function keyForImport(der: Buffer, spki: Tlv, bits: Buffer): { jwk: object } | { spki: Buffer } {
+function importPublicKey(der: Buffer, spki: Tlv, bits: Buffer): KeyObject {
   const [alg] = children(der, spki);
   const [oid, params] = children(der, expect(alg, 0x30, "algorithm"));
   const algOid = oidText(der.subarray(expect(oid, 0x06, "algorithm").content, oid!.end));
@@ -89,10 +90,10 @@ function keyForImport(der: Buffer, spki: Tlv, bits: Buffer): { jwk: object } | {
     if (curve && bits.length === 1 + 2 * curve.size && bits[0] === 0x04) {
       const x = bits.subarray(1, 1 + curve.size).toString("base64url");
       const y = bits.subarray(1 + curve.size).toString("base64url");
-      return { jwk: { kty: "EC", crv: curve.crv, x, y } };
+      return createPublicKey({ key: { kty: "EC", crv: curve.crv, x, y }, format: "jwk" });
     }
   }
-  return { spki: der.subarray(spki.start, spki.end) };
+  return createPublicKey({ key: der.subarray(spki.start, spki.end), format: "der", type: "spki" });
 }
 
 /**
@@ -124,28 +125,28 @@ export async function parseCsr(pem: unknown): Promise<Csr> {
     throw bad(`csr is not a PKCS#10 certification request (${(err as Error).message})`);
   }
   const spkiDer = der.subarray(spki.start, spki.end);
-  let key: { jwk: object } | { spki: Buffer };
+  let publicKey: KeyObject;
   try {
-    key = keyForImport(der, spki, bits);
+    publicKey = importPublicKey(der, spki, bits);
   } catch (err) {
     throw bad(`csr public key cannot be read (${(err as Error).message})`, "key_type");
   }
-  if (!(sigOid in SIGNATURE_HASHES)) throw bad(`csr signature algorithm ${sigOid} is not accepted`, "bad_csr_signature");
-  // Key import and verification on a crypto worker (cryptopool.ts), off the event loop.
-  let verified: Awaited<ReturnType<typeof verifyInPool>>;
-  try {
-    verified = await verifyInPool(SIGNATURE_HASHES[sigOid] ?? null, der.subarray(info.start, info.end), key, signature);
-  } catch (err) {
-    if (err instanceof KeyImportError) throw bad(`csr public key cannot be read (${err.message})`, "key_type");
-    throw err;
-  }
   let keyAlgorithm: KeyAlgorithm;
   try {
-    keyAlgorithm = algorithmOfDetails(verified.details.type, verified.details);
+    keyAlgorithm = algorithmOf(publicKey);
   } catch (err) {
     throw bad(`csr ${(err as Error).message}`, "key_type");
   }
-  if (!verified.ok) throw bad("csr signature does not verify with the csr's public key (proof of possession failed)", "bad_csr_signature");
+  if (!(sigOid in SIGNATURE_HASHES)) throw bad(`csr signature algorithm ${sigOid} is not accepted`, "bad_csr_signature");
+  // Verified on the thread pool (callback form), off the event loop.
+  const ok = await new Promise<boolean>((resolve) => {
+    try {
+      verify(SIGNATURE_HASHES[sigOid] ?? null, der.subarray(info.start, info.end), publicKey, signature, (err, result) => resolve(!err && result));
+    } catch {
+      resolve(false);
+    }
+  });
+  if (!ok) throw bad("csr signature does not verify with the csr's public key (proof of possession failed)", "bad_csr_signature");
 
   const subject: Record<string, string> = {};
   const sans: Sans = { dns: [], ip: [], uri: [] };
@@ -181,5 +182,5 @@ export async function parseCsr(pem: unknown): Promise<Csr> {
     if (err instanceof IssueError) throw err;
     throw bad(`csr subject or extension request cannot be read (${(err as Error).message})`);
   }
-  return { subject, spkiDer: Buffer.from(spkiDer), publicKeyBits: Buffer.from(bits), keyAlgorithm, sans };
+  return { subject, spkiDer: Buffer.from(spkiDer), publicKeyBits: Buffer.from(bits), publicKey, keyAlgorithm, sans };
 }

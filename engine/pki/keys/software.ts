@@ -1,8 +1,7 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
+import { constants, createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { KeyAlgorithm } from "../../config/index.js";
-import { signInPool } from "../cryptopool.js";
 import type { KeyProvider, Signer } from "../signer.js";
 import { algorithmOf, hashOf, KeyError, keyIdOf } from "./common.js";
 
@@ -28,10 +27,12 @@ class SoftwareSigner implements Signer {
     this.hash = hashOf(this.algorithm);
   }
 
-  // On a crypto worker (cryptopool.ts): signatures use the machine's other
-  // cores while the event loop serves TLS and HTTP.
+  // The callback form runs on libuv's thread pool: signatures use the
+  // machine's other cores while the event loop serves TLS and HTTP.
   sign(data: Uint8Array): Promise<Buffer> {
-    return signInPool(this.hash, data, this.key);
+    return new Promise((resolve, reject) =>
+      sign(this.hash, data, { key: this.key, dsaEncoding: "der", padding: constants.RSA_PKCS1_PADDING }, (err, sig) => (err ? reject(err) : resolve(sig))),
+    );
   }
 }
 
