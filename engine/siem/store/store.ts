@@ -19,6 +19,17 @@ function docOf(r: StoredEvent): string {
 }
 
 /**
+ * The row of INSERT_SQL for an event. Self-contained (no outside names): the
+ * writer thread runs it from its source text, so both threads store alike.
+ */
+function columnsOf(index: string, e: NormalizedEvent, doc: string): [string, string, number, string | null, string | null, string | null, string] {
+  let ts = Date.parse(e.timestamp);
+  if (!Number.isFinite(ts)) ts = Date.parse(e.received_at);
+  const text = (v: unknown) => (typeof v === "string" ? v : null);
+  return [e.event_id, index, ts, text(e.component), text(e.action), text(e.user_id), doc];
+}
+
+/**
  * The store's writer thread, used by the journal consumer (`write`): an
  * insert into the events table with its unique event_id and four indexes costs
  * ~20 µs of SQLite work per event, and the fsync of the commit waits on the
@@ -38,16 +49,10 @@ db.pragma("busy_timeout = 10000");
 // fewer, larger checkpoints: each one rewrites the index pages the batches touched
 db.pragma("wal_autocheckpoint = 16384");
 const insert = db.prepare(${JSON.stringify(INSERT_SQL)});
-const str = (v) => (typeof v === "string" ? v : null);
+const columnsOf = ${columnsOf.toString()};
 const write = db.transaction((rows) => {
   let added = 0;
-  for (let i = 0; i < rows.length; i += 2) {
-    const doc = rows[i + 1];
-    const e = JSON.parse(doc);
-    let ts = Date.parse(e.timestamp);
-    if (!Number.isFinite(ts)) ts = Date.parse(e.received_at);
-    added += insert.run(e.event_id, rows[i], ts, str(e.component), str(e.action), str(e.user_id), doc).changes;
-  }
+  for (let i = 0; i < rows.length; i += 2) added += insert.run(...columnsOf(rows[i], JSON.parse(rows[i + 1]), rows[i + 1])).changes;
   return added;
 });
 parentPort.on("message", (m) => {
@@ -106,19 +111,7 @@ export class EventStore {
       : this.db.prepare(INSERT_SQL);
     this.insertBatch = this.db.transaction((records: readonly StoredEvent[]) => {
       let added = 0;
-      for (const r of records) {
-        const { index, event } = r;
-        const ts = Date.parse(event.timestamp);
-        added += this.insert.run(
-          event.event_id,
-          index,
-          Number.isFinite(ts) ? ts : Date.parse(event.received_at),
-          str(event.component),
-          str(event.action),
-          str(event.user_id),
-          docOf(r),
-        ).changes;
-      }
+      for (const r of records) added += this.insert.run(...columnsOf(r.index, r.event, docOf(r))).changes;
       return added;
     });
   }
@@ -218,9 +211,6 @@ export class EventStore {
   }
 }
 
-function str(v: unknown): string | null {
-  return typeof v === "string" ? v : null;
-}
 
 export function openStore(file: string, opts?: { readonly?: boolean }): EventStore {
   return new EventStore(file, opts);
