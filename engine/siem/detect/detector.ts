@@ -32,7 +32,6 @@ import { Router } from "../normalize/index.js";
 import { DEFAULT_LATENESS_MS, Engine } from "./engine.js";
 import { compileRules, RuleCompileError } from "./rules.js";
 import type { CompiledRule } from "./rules.js";
-import { storedBetween } from "./stored.js";
 import type { EventStore } from "../store/index.js";
 import { eventTime } from "./time.js";
 
@@ -188,27 +187,28 @@ export class Detector implements Service {
     };
     // Runs synchronously: the store only holds journaled records, so the backlog read after this query covers every stored event not evaluated yet.
     const byId = new Map<string, NormalizedEvent>();
-    for (const e of storedBetween(store, from, to)) byId.set(e.event_id, e);
+    for (const e of store.eventsBetween(from, to)) byId.set(e.event_id, e);
     const pending = new Set<string>();
-    const head = this.journal.lastSeq();
-    for (let after = this.processedSeq; after < head; ) {
-      const recs = this.journal.read(after, 10_000);
-      if (recs.length === 0) break;
-      for (const r of recs) if (r.seq <= head) pending.add(r.event.event_id);
-      after = recs[recs.length - 1]!.seq;
-    }
+    for (const r of this.journalBetween(this.processedSeq, this.journal.lastSeq())) pending.add(r.event.event_id);
     // Evaluated but perhaps not written by the store yet.
-    for (let after = Math.min(this.journal.cursor(this.storeConsumer), this.processedSeq); after < this.processedSeq; ) {
-      const recs = this.journal.read(after, 10_000);
-      if (recs.length === 0) break;
-      for (const r of recs) if (r.seq <= this.processedSeq && r.index !== ALERT_INDEX && inRange(r.event)) byId.set(r.event.event_id, r.event);
-      after = recs[recs.length - 1]!.seq;
+    for (const r of this.journalBetween(Math.min(this.journal.cursor(this.storeConsumer), this.processedSeq), this.processedSeq)) {
+      if (r.index !== ALERT_INDEX && inRange(r.event)) byId.set(r.event.event_id, r.event);
     }
     const events = [...byId.values()].filter((e) => !pending.has(e.event_id) && inRange(e));
     events.sort((a, b) => eventTime(a.timestamp) - eventTime(b.timestamp));
     const ids = new Set(changed.map((r) => r.id));
     const n = this.engine.warm(ids, events);
     for (const r of changed) this.warmed[r.id] = n;
+  }
+
+  /** Journal records with after < seq <= upTo. */
+  private *journalBetween(after: number, upTo: number): Generator<JournalRecord> {
+    while (after < upTo) {
+      const recs = this.journal.read(after, 10_000);
+      if (recs.length === 0) return;
+      for (const r of recs) if (r.seq <= upTo) yield r;
+      after = recs[recs.length - 1]!.seq;
+    }
   }
 
   /** The processing-time timer: moves event time on a quiet stream so absence rules can fire. */

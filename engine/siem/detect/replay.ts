@@ -17,7 +17,6 @@ import { openStore } from "../store/index.js";
 import { DEFAULT_LATENESS_MS, Engine } from "./engine.js";
 import type { AlertEvent } from "./engine.js";
 import { compileRules } from "./rules.js";
-import { storedBetween } from "./stored.js";
 import { eventTime } from "./time.js";
 
 export interface ReplayAlert {
@@ -128,7 +127,7 @@ export function storedEvents(dataDir: string, sinceMs: number): NormalizedEvent[
   if (existsSync(storeFile)) {
     const store = openStore(storeFile, { readonly: true });
     try {
-      for (const e of storedBetween(store, sinceMs)) out.push(e);
+      for (const e of store.eventsBetween(sinceMs)) out.push(e);
     } finally {
       store.close();
     }

@@ -172,6 +172,19 @@ export class EventStore {
     return w;
   }
 
+  /**
+   * The stored events with event time in [fromMs, toMs], oldest first, alerts
+   * left out: what replaying the store into detection rules needs (`viw
+   * replay`, warming a changed rule), where the query API answers newest
+   * first and capped.
+   */
+  *eventsBetween(fromMs: number, toMs = Number.MAX_SAFE_INTEGER): Generator<NormalizedEvent> {
+    const rows = this.db
+      .prepare("SELECT doc FROM events WHERE ts >= ? AND ts <= ? AND idx NOT LIKE 'viw-alerts%' ORDER BY ts, rid")
+      .iterate(Math.max(-Number.MAX_SAFE_INTEGER, Math.floor(fromMs)), Math.min(Number.MAX_SAFE_INTEGER, Math.ceil(toMs))) as Iterable<{ doc: string }>;
+    for (const r of rows) yield JSON.parse(r.doc) as NormalizedEvent;
+  }
+
   count(): number {
     return (this.db.prepare("SELECT COUNT(*) AS n FROM events").get() as { n: number }).n;
   }
