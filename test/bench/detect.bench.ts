@@ -184,6 +184,7 @@ const peerRules: CompiledRule[] = rules.map((r) => {
     ...r,
     where,
     whereDispatched: where,
+    whereResultDispatched: where,
     steps: r.doc.sequence?.steps.map((x) => jl(x.where)) ?? [],
     after: r.doc.absence ? jl(r.doc.absence.after) : undefined,
     expect: r.doc.absence ? jl(r.doc.absence.expect) : undefined,

@@ -370,7 +370,8 @@ class SequenceState extends RuleState {
     const steps = rule.steps;
     let matched = 0;
     for (let s = 0; s < steps.length; s++) if (steps[s]!(ev)) matched |= 1 << s;
-    if (matched === 0) return;
+    // Only a first step can start a group: without one and without groups there is nothing to look up.
+    if (matched === 0 || (!(matched & 1) && this.groups.size === 0)) return;
     const key = host.key(this.sig, rule, ev);
     let g = this.groups.get(key);
     if (g === undefined) {
@@ -424,23 +425,38 @@ class SequenceState extends RuleState {
 }
 
 interface Pending {
-  key: string;
-  group: Record<string, unknown>;
+  /** The group the wait was opened in (its key and values; it may have been evicted since). */
+  g: AGroup;
   at: number;
   deadline: number;
   id: string;
   done: boolean;
 }
 interface AGroup {
-  /** The group's field values (equal keys, equal values: taken once, shared by its waits). */
-  group: Record<string, unknown>;
+  key: string;
+  /**
+   * The group's field values (equal keys, equal values: taken once, shared by its waits). Left undefined when the
+   * key is the one group_by field's string value itself, and rebuilt from the key when an alert needs it: most
+   * waits end satisfied, so most groups never need their values (one object less per new group on the hot path).
+   */
+  group: Record<string, unknown> | undefined;
   pending: Pending[];
-  /** Times of recent B events, to satisfy an A that arrives after its B (out of order). */
-  seen: number[];
+  /** Times of recent B events, to satisfy an A that arrives after its B (out of order); made on the first B. */
+  seen: number[] | undefined;
   until: number;
 }
 
-const aSize = (g: AGroup) => g.pending.length + g.seen.length;
+const aSize = (g: AGroup) => g.pending.length + (g.seen?.length ?? 0);
+
+/** A group's values: taken from the event, or (for a one-field string key) from the key when needed. */
+function groupOf(rule: CompiledRule, g: AGroup): Record<string, unknown> {
+  return (g.group ??= { [rule.groupBy[0]!]: g.key });
+}
+
+/** Whether an event's group values can be rebuilt from its key alone (one group_by field holding a string: keyPart keeps it as is, and only non-strings are tagged with \u0001). */
+function keyIsValue(rule: CompiledRule, key: string): boolean {
+  return rule.groupBy.length === 1 && key.charCodeAt(0) !== 1;
+}
 
 /** absence: after A, no B with the same group within T; fires once the watermark passes A + T. */
 class AbsenceState extends RuleState {
@@ -451,13 +467,13 @@ class AbsenceState extends RuleState {
   onEvent(rule: CompiledRule, ev: NormalizedEvent, ts: number, host: Host): void {
     const isB = rule.expect!(ev);
     const isA = rule.after!(ev);
-    if (!isA && !isB) return;
+    if (!isA && (!isB || this.groups.size === 0)) return;
     const key = host.key(this.sig, rule, ev);
     let g = this.groups.get(key);
     if (g === undefined) {
       if (!isA) return;
       this.makeRoom(this.groups, rule, host, ts, aSize);
-      g = { group: rule.groupValues(ev), pending: [], seen: [], until: -Infinity };
+      g = { key, group: keyIsValue(rule, key) ? undefined : rule.groupValues(ev), pending: [], seen: undefined, until: -Infinity };
       this.groups.set(key, g);
     }
     const T = rule.windowMs;
@@ -476,7 +492,7 @@ class AbsenceState extends RuleState {
         pend.splice(lo, end - lo);
         this.entries -= end - lo;
       }
-      const seen = g.seen;
+      const seen = (g.seen ??= []);
       if (seen.length === 0 || seen[seen.length - 1]! <= ts) seen.push(ts);
       else seen.splice(upperBound(seen, ts), 0, ts);
       this.entries++;
@@ -486,15 +502,18 @@ class AbsenceState extends RuleState {
       }
     }
     if (isA) {
-      const k = lowerBound(g.seen, ts);
-      if (k < g.seen.length && g.seen[k]! <= ts + T) return;
+      const seen = g.seen;
+      if (seen !== undefined) {
+        const k = lowerBound(seen, ts);
+        if (k < seen.length && seen[k]! <= ts + T) return;
+      }
       if (g.pending.length >= rule.limits.entries) {
         const old = g.pending.shift()!;
         old.done = true;
         this.entries--;
         host.limit(rule, this, "entries", ts);
       }
-      const p: Pending = { key, group: g.group, at: ts, deadline: ts + T, id: idOf(ev), done: false };
+      const p: Pending = { g, at: ts, deadline: ts + T, id: idOf(ev), done: false };
       const pend = g.pending;
       if (pend.length === 0 || pend[pend.length - 1]!.at <= ts) pend.push(p);
       else {
@@ -517,7 +536,7 @@ class AbsenceState extends RuleState {
       const p = q[this.head++]!;
       if (p.done) continue;
       p.done = true;
-      const g = this.groups.get(p.key);
+      const g = this.groups.get(p.g.key);
       if (g) {
         const i = g.pending.indexOf(p);
         if (i >= 0) {
@@ -527,7 +546,7 @@ class AbsenceState extends RuleState {
         if (p.deadline < g.until) continue;
         g.until = p.deadline + rule.suppressMs;
       }
-      host.fire(rule, this, p.key, p.group, p.at, p.deadline, [p.id]);
+      host.fire(rule, this, p.g.key, groupOf(rule, p.g), p.at, p.deadline, [p.id]);
     }
     if (this.head > 1024 && this.head * 2 > q.length) {
       this.queue = q.slice(this.head);
@@ -537,12 +556,13 @@ class AbsenceState extends RuleState {
   sweep(rule: CompiledRule, wm: number): void {
     const floor = wm - rule.windowMs;
     for (const [k, g] of this.groups) {
-      const drop = lowerBound(g.seen, floor);
+      const seen = g.seen;
+      const drop = seen === undefined ? 0 : lowerBound(seen, floor);
       if (drop) {
-        g.seen.splice(0, drop);
+        seen!.splice(0, drop);
         this.entries -= drop;
       }
-      if (g.pending.length === 0 && g.seen.length === 0 && g.until <= wm) this.groups.delete(k);
+      if (g.pending.length === 0 && (seen === undefined || seen.length === 0) && g.until <= wm) this.groups.delete(k);
     }
   }
   override pending(): boolean {
@@ -573,14 +593,47 @@ interface Runtime {
   state: RuleState;
 }
 
-const NONE: Runtime[] = [];
+/** A rule and the part of its condition still to test for the events of one dispatch list. */
+interface Offer {
+  rt: Runtime;
+  where: CompiledRule["where"];
+}
+
+/**
+ * The rules for the events of one action (or of no indexed action), refined
+ * by the event's result: an event whose result is a string reaches only the
+ * rules whose `where` can hold for it, without their result-only conjuncts.
+ */
+interface Dispatch {
+  /** Events whose result is not a string. */
+  all: Offer[];
+  byResult: Map<string, Offer[]>;
+  /** Events whose result is a string no rule of the list names. */
+  other: Offer[];
+}
+
+function dispatchOf(rts: readonly Runtime[], where: (r: CompiledRule) => CompiledRule["where"]): Dispatch {
+  const results = new Set<string>();
+  for (const rt of rts) for (const r of rt.rule.results ?? []) results.add(r);
+  const all = rts.map((rt) => ({ rt, where: where(rt.rule) }));
+  const byResult = new Map<string, Offer[]>();
+  for (const r of results) {
+    byResult.set(
+      r,
+      rts.filter((rt) => rt.rule.results === null || rt.rule.results.has(r)).map((rt) => ({ rt, where: rt.rule.results === null ? where(rt.rule) : rt.rule.whereResultDispatched })),
+    );
+  }
+  return { all, byResult, other: all.filter((o) => o.rt.rule.results === null) };
+}
+
+const NONE: Dispatch = { all: [], byResult: new Map(), other: [] };
 
 export class Engine implements Host {
   private runtimes: Runtime[] = [];
   /** Rules per action: only these are offered an event with that action. */
-  private byAction = new Map<string, Runtime[]>();
+  private byAction = new Map<string, Dispatch>();
   /** Rules that do not pin down the action (offered every event but alerts). */
-  private anyAction: Runtime[] = [];
+  private anyAction: Dispatch = NONE;
   private withWatermark: Runtime[] = [];
   /** Per group_by signature: the key of the current event (valid while keyAt[sig] === seq). */
   private keys: string[] = [];
@@ -635,10 +688,11 @@ export class Engine implements Host {
     this.byAction = new Map();
     for (const a of actions) {
       // Alerts reach only rules that name the alert action (the detector never feeds on its own output otherwise).
-      this.byAction.set(a, this.runtimes.filter((r) => (r.rule.actions === null && a !== "alert") || r.rule.actions?.has(a)));
+      const rts = this.runtimes.filter((r) => (r.rule.actions === null && a !== "alert") || r.rule.actions?.has(a));
+      this.byAction.set(a, dispatchOf(rts, (r) => r.whereDispatched));
     }
     if (!this.byAction.has("alert")) this.byAction.set("alert", NONE);
-    this.anyAction = this.runtimes.filter((r) => r.rule.actions === null);
+    this.anyAction = dispatchOf(this.runtimes.filter((r) => r.rule.actions === null), (r) => r.where);
     this.withWatermark = this.runtimes.filter((r) => r.rule.kind === "absence");
     const sigs = new Map<string, number>();
     for (const r of this.runtimes) {
@@ -740,17 +794,19 @@ export class Engine implements Host {
     }
     const action = ev.action;
     if (!this.indexed) return this.processAll(ev, ts);
-    const indexed = typeof action === "string" ? this.byAction.get(action) : undefined;
-    const list = indexed ?? (typeof action === "string" || action === undefined || action === null ? this.anyAction : this.runtimes);
+    // Rules reached through the action index skip their action-only conjuncts; rules without an action set have none.
+    const d = typeof action === "string" ? (this.byAction.get(action) ?? this.anyAction) : action === undefined || action === null ? this.anyAction : undefined;
+    if (d === undefined) return this.processAll(ev, ts);
     // The detector's own alerts come back through the journal: unless a rule asks for them they are not input at all
     // (neither counted nor moving time).
-    if (list.length === 0 && action === "alert") return;
+    if (d.all.length === 0 && action === "alert") return;
     const late = this.admit(ts);
     if (late === undefined) return;
+    const result = ev.result;
+    const list = typeof result === "string" ? (d.byResult.get(result) ?? d.other) : d.all;
     for (let i = 0; i < list.length; i++) {
-      const rt = list[i]!;
-      // Rules reached through the action index skip their action-only conjuncts; rules without an action set have none.
-      this.offer(rt, indexed !== undefined ? rt.rule.whereDispatched : rt.rule.where, ev, ts, late);
+      const o = list[i]!;
+      this.offer(o.rt, o.where, ev, ts, late);
     }
     this.moveTime(ts);
   }

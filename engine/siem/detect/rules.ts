@@ -33,6 +33,13 @@ export interface CompiledRule {
    * known true and are left out.
    */
   readonly whereDispatched: Predicate | undefined;
+  /**
+   * `where` for an event offered through the action and result index (its
+   * action is a string in `actions`, or `actions` is null; its result is a
+   * string in `results`): the conjuncts that only test the action or only the
+   * result are left out.
+   */
+  readonly whereResultDispatched: Predicate | undefined;
   readonly groupBy: readonly string[];
   /** The group key of an event (match without group_by: undefined, each event its own group). */
   readonly groupKey: ((event: unknown) => string) | undefined;
@@ -42,6 +49,13 @@ export interface CompiledRule {
   readonly limits: { groups: number; entries: number };
   /** The actions this rule can match, or null when any action may. */
   readonly actions: ReadonlySet<string> | null;
+  /**
+   * The `result` values (strings) its `where` can be true for, or null when
+   * `where` does not pin the result down. Only `where` counts: an event the
+   * kind's own conditions (steps, after/expect) cannot match still reaches the
+   * rule, as it does today (a late one is counted late).
+   */
+  readonly results: ReadonlySet<string> | null;
   readonly count: number;
   readonly distinctField: ((event: unknown) => unknown) | undefined;
   readonly steps: readonly Predicate[];
@@ -80,30 +94,37 @@ function makeGroupKey(fields: readonly string[]): ((event: unknown) => string) |
  * constant, and combines through `and` (intersection) and `or` (union).
  */
 export function actionsOf(expr: unknown): Set<string> | null {
+  return valuesOf(expr, "action");
+}
+
+/** Whether `v` is `{var: field}` (or `{var: [field]}`). */
+function isVarOf(v: unknown, field: string): boolean {
+  if (typeof v !== "object" || v === null) return false;
+  const p = (v as { var?: unknown }).var;
+  return Object.keys(v).length === 1 && (p === field || (Array.isArray(p) && p.length === 1 && p[0] === field));
+}
+
+/** The string values of a top-level field a condition can be true for (for a string field value), or null. */
+function valuesOf(expr: unknown, field: string): Set<string> | null {
   if (typeof expr !== "object" || expr === null || Array.isArray(expr)) return null;
   const keys = Object.keys(expr);
   if (keys.length !== 1) return null;
   const op = keys[0]!;
   const raw = (expr as Record<string, unknown>)[op];
   const args = Array.isArray(raw) ? raw : [raw];
-  const isActionVar = (v: unknown) => {
-    if (typeof v !== "object" || v === null) return false;
-    const p = (v as { var?: unknown }).var;
-    return Object.keys(v).length === 1 && (p === "action" || (Array.isArray(p) && p.length === 1 && p[0] === "action"));
-  };
   if ((op === "==" || op === "===") && args.length === 2) {
-    // For a string action, `action == "x"` holds exactly when action === "x".
-    if (isActionVar(args[0]) && typeof args[1] === "string") return new Set([args[1]]);
-    if (isActionVar(args[1]) && typeof args[0] === "string") return new Set([args[0]]);
+    // For a string value, `field == "x"` holds exactly when field === "x".
+    if (isVarOf(args[0], field) && typeof args[1] === "string") return new Set([args[1]]);
+    if (isVarOf(args[1], field) && typeof args[0] === "string") return new Set([args[0]]);
     return null;
   }
-  if (op === "in" && args.length === 2 && isActionVar(args[0]) && Array.isArray(args[1]) && args[1].every((x) => typeof x === "string")) {
+  if (op === "in" && args.length === 2 && isVarOf(args[0], field) && Array.isArray(args[1]) && args[1].every((x) => typeof x === "string")) {
     return new Set(args[1] as string[]);
   }
   if (op === "and") {
     let acc: Set<string> | null = null;
     for (const a of args) {
-      const s = actionsOf(a);
+      const s = valuesOf(a, field);
       if (s === null) continue;
       acc = acc === null ? s : new Set([...(acc as Set<string>)].filter((x) => s.has(x)));
     }
@@ -112,7 +133,7 @@ export function actionsOf(expr: unknown): Set<string> | null {
   if (op === "or") {
     const acc = new Set<string>();
     for (const a of args) {
-      const s = actionsOf(a);
+      const s = valuesOf(a, field);
       if (s === null) return null;
       for (const x of s) acc.add(x);
     }
@@ -121,20 +142,22 @@ export function actionsOf(expr: unknown): Set<string> | null {
   return null;
 }
 
-/** The actions a condition is true for when it tests nothing but the action (else null). */
-function exactActionsOf(expr: unknown): Set<string> | null {
+/** The values of a field a condition is true for when it tests nothing but that field (else null). */
+function exactValuesOf(expr: unknown, field: string): Set<string> | null {
   if (typeof expr !== "object" || expr === null || Array.isArray(expr) || Object.keys(expr).length !== 1) return null;
   const op = Object.keys(expr)[0]!;
-  if (op === "==" || op === "===" || op === "in") return actionsOf(expr);
+  if (op === "==" || op === "===" || op === "in") return valuesOf(expr, field);
   if (op !== "and" && op !== "or") return null;
   const raw = (expr as Record<string, unknown>)[op];
   const args = Array.isArray(raw) ? raw : [raw];
   if (args.length === 0) return null;
-  const sets = args.map(exactActionsOf);
+  const sets = args.map((a) => exactValuesOf(a, field));
   if (sets.some((x) => x === null)) return null;
   if (op === "or") return union(sets);
   return new Set([...sets[0]!].filter((a) => sets.every((x) => x!.has(a))));
 }
+
+const exactActionsOf = (expr: unknown) => exactValuesOf(expr, "action");
 
 function union(sets: (Set<string> | null)[]): Set<string> | null {
   const acc = new Set<string>();
@@ -172,6 +195,19 @@ export function compileRule(state: DesiredState, doc: RuleDoc): CompiledRule {
     const rest = ((doc.where as { and: unknown[] }).and).filter((c) => exactActionsOf(c) === null);
     const all = (doc.where as { and: unknown[] }).and;
     if (rest.length < all.length && rest.length > 0) whereDispatched = pred(rest.length === 1 ? rest[0] : { and: rest }, "where");
+  }
+  // Under the action and result index, conjuncts that only test the result hold too.
+  const results = doc.where === undefined ? null : valuesOf(doc.where, "result");
+  let whereResultDispatched = whereDispatched;
+  if (results !== null) {
+    const known = (c: unknown) => exactActionsOf(c) !== null || exactValuesOf(c, "result") !== null;
+    if (known(doc.where)) whereResultDispatched = undefined;
+    else if (typeof doc.where === "object" && Array.isArray((doc.where as { and?: unknown }).and)) {
+      const all = (doc.where as { and: unknown[] }).and;
+      const rest = all.filter((c) => !known(c));
+      if (rest.length === 0) whereResultDispatched = undefined;
+      else if (rest.length < all.length) whereResultDispatched = pred(rest.length === 1 ? rest[0] : { and: rest }, "where");
+    }
   }
   let kindActions: Set<string> | null = null;
   let steps: Predicate[] = [];
@@ -216,6 +252,7 @@ export function compileRule(state: DesiredState, doc: RuleDoc): CompiledRule {
     pinSets: Object.fromEntries([...pinSets].sort().map((s) => [s, digest("pinset", s)])),
     where,
     whereDispatched,
+    whereResultDispatched,
     groupBy,
     groupKey: makeGroupKey(groupBy),
     groupValues: (e) => {
@@ -227,6 +264,7 @@ export function compileRule(state: DesiredState, doc: RuleDoc): CompiledRule {
     suppressMs: doc.suppress !== undefined ? parseDuration(doc.suppress) : windowMs,
     limits: { groups: doc.limits?.groups ?? DEFAULT_LIMITS.groups, entries: doc.limits?.entries_per_group ?? DEFAULT_LIMITS.entries_per_group },
     actions,
+    results,
     count: doc.threshold?.count ?? doc.distinct?.count ?? 0,
     distinctField: doc.distinct ? fieldGetter(doc.distinct.field) : undefined,
     steps,

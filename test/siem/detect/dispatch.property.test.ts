@@ -1,6 +1,7 @@
 /**
- * The action index (rules offered only the events whose action they can
- * match, with the conjuncts that only test the action left out) is exactly
+ * The action and result index (rules offered only the events whose action
+ * and result they can match, with the conjuncts that only test the action or
+ * the result left out) is exactly
  * equivalent to offering every event to every rule with its whole condition:
  * random rules of every kind, random events (including actions that are not
  * strings, missing, or unknown, and out-of-order times), same alerts, same
@@ -18,7 +19,12 @@ const state = await stateWith([], { only: true, revision: "prop" });
 
 const actionVar = fc.constantFrom<unknown>({ var: "action" }, { var: ["action"] }, { var: "action.x" });
 const actionConst = fc.oneof(fc.constantFrom<unknown>(...ACTIONS, "other", 1, null, true, ""), fc.constant(["login"]));
+const RESULTS = ["success", "failure", "pending"];
+const resultVar = fc.constantFrom<unknown>({ var: "result" }, { var: ["result"] }, { var: "result.x" });
+const resultConst = fc.oneof(fc.constantFrom<unknown>(...RESULTS, "other", 1, null, true, ""), fc.constant(["failure"]));
 const leaf: fc.Arbitrary<unknown> = fc.oneof(
+  fc.tuple(fc.constantFrom("==", "===", "!=", "!=="), resultVar, resultConst, fc.boolean()).map(([op, v, c, flip]) => ({ [op]: flip ? [c, v] : [v, c] })),
+  fc.tuple(resultVar, fc.subarray(RESULTS.concat(["other"]))).map(([v, set]) => ({ in: [v, set] })),
   fc.tuple(fc.constantFrom("==", "===", "!=", "!=="), actionVar, actionConst, fc.boolean()).map(([op, v, c, flip]) => ({ [op]: flip ? [c, v] : [v, c] })),
   fc.tuple(actionVar, fc.subarray(ACTIONS.concat(["other"]))).map(([v, set]) => ({ in: [v, set] })),
   fc.tuple(actionVar, fc.constantFrom<unknown>("log", "login,otp")).map(([v, s]) => ({ in: [v, s] })),
@@ -43,7 +49,7 @@ const rule = (i: number): fc.Arbitrary<RuleDoc> =>
 const event = fc.record({
   dt: fc.integer({ min: -2000, max: 3000 }),
   action: fc.oneof(fc.constantFrom<unknown>(...ACTIONS, "other", undefined, null, 7, ["login"], { x: "login" }, "LOGIN")),
-  result: fc.constantFrom("success", "failure"),
+  result: fc.constantFrom<unknown>("success", "failure", "pending", "other", undefined, null, 1, ["failure"], { x: "failure" }, "FAILURE"),
   user_id: fc.constantFrom("u1", "u2", undefined),
   asn: fc.constantFrom(1, 2, 3, "1"),
   n: fc.integer({ min: 0, max: 4 }),
@@ -73,6 +79,20 @@ describe("action index", () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  it("a rule pinned to a result is offered only the events with that result (and still matches them)", () => {
+    const docs = [{ id: "x", title: "t", severity: "low", kind: "match", where: { and: [{ "==": [{ var: "action" }, "login"] }, { in: [{ var: "result" }, ["failure", "denied"]] }, { "!!": [{ var: "user_id" }] }] } }] as unknown as RuleDoc[];
+    const r = compileRule(state, docs[0]!);
+    expect([...r.results!]).toEqual(["failure", "denied"]);
+    const evs = [
+      { dt: 0, action: "login", result: "failure", user_id: "u1", asn: 1, n: 0 },
+      { dt: 1, action: "login", result: "success", user_id: "u1", asn: 1, n: 0 },
+      { dt: 1, action: "login", result: "denied", user_id: undefined, asn: 1, n: 0 },
+      { dt: 1, action: "login", result: ["failure"], user_id: "u1", asn: 1, n: 0 },
+    ];
+    // ["failure"] == "failure" in JSON Logic's loose equality, but `in` is strict: e3 does not match either way.
+    expect(run(docs, evs, true).alerts.map((a) => a.alert.events)).toEqual([["e0"]]);
   });
 
   it("the generated rules do reach the index (the property is not vacuous)", () => {
