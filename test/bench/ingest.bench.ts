@@ -4,6 +4,8 @@
 //   signed bulk HTTPS → journal (200 after fsync) → store;
 //   peak memory (VmHWM) of the engine process; restart time with a large journal.
 // Run: npx vitest bench --run test/bench/ingest.bench.ts   (BENCH_EVENTS=300000 by default)
+//   BENCH_ONLY=syslog,rsyslog,bulk,restart picks parts; BENCH_RUNS=3 runs each;
+//   VIW_CHILD_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p" profiles the engine process.
 import { afterAll, bench, describe } from "vitest";
 import { execFile, spawn } from "node:child_process";
 import { Agent, request } from "node:https";
@@ -19,6 +21,8 @@ import { makePki } from "../siem/ingest/pki.js";
 
 const run = promisify(execFile);
 const N = Number(process.env.BENCH_EVENTS ?? 300_000);
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const ONLY = new Set((process.env.BENCH_ONLY ?? "syslog,rsyslog,bulk,restart").split(","));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const pki = makePki();
 const results: Record<string, number[]> = {};
@@ -210,11 +214,15 @@ async function restartWithLargeJournal(): Promise<void> {
 
 describe(`ingest, ${N} events`, () => {
   bench("syslog/TLS: engine (fsynced journal + store) vs rsyslog (file)", async () => {
-    await engineSyslog();
-    await rsyslogFile();
-  }, { iterations: 3, warmupIterations: 0, time: 0 });
-  bench("bulk HTTPS: engine", engineBulk, { iterations: 3, warmupIterations: 0, time: 0 });
-  bench("restart with a large journal", restartWithLargeJournal, { iterations: 1, warmupIterations: 0, time: 0 });
+    if (ONLY.has("syslog")) await engineSyslog();
+    if (ONLY.has("rsyslog")) await rsyslogFile();
+  }, { iterations: RUNS, warmupIterations: 0, time: 0 });
+  bench("bulk HTTPS: engine", async () => {
+    if (ONLY.has("bulk")) await engineBulk();
+  }, { iterations: RUNS, warmupIterations: 0, time: 0 });
+  bench("restart with a large journal", async () => {
+    if (ONLY.has("restart")) await restartWithLargeJournal();
+  }, { iterations: 1, warmupIterations: 0, time: 0 });
 });
 
 afterAll(() => {

@@ -6,7 +6,7 @@ import { isUtf8 } from "node:buffer";
 import { gunzip } from "node:zlib";
 import { describePeer, identityMatches, type ListenerTls, type PeerIdentity } from "./identity.js";
 import { reportIngestError, type IngestContext } from "./runtime.js";
-import type { NormalizedEvent } from "../journal/index.js";
+import type { JournalItem, NormalizedEvent } from "../journal/index.js";
 
 export const BULK_PATH = "/v1/ingest/bulk";
 
@@ -111,7 +111,7 @@ export function createBulkServer(ctx: IngestContext, tls: ListenerTls, opts: Bul
       else if (encoding !== undefined && encoding !== "identity") throw new HttpError(415, "encoding", `unsupported Content-Encoding ${encoding} (gzip or none)`);
 
       const receivedAt = new Date().toISOString();
-      const accepted: { index: string; event: NormalizedEvent }[] = [];
+      const accepted: JournalItem[] = [];
       const errors: { line: number; message: string }[] = [];
       const normalizer = cfg.normalizer;
       const ctxN = { receivedAt };
@@ -125,7 +125,7 @@ export function createBulkServer(ctx: IngestContext, tls: ListenerTls, opts: Bul
         }
         if (line.length === 0 || line.trim() === "") continue;
         const r = normalizer.parse(line, ctxN);
-        if (r.ok) accepted.push({ index: r.index, event: r.event });
+        if (r.ok) accepted.push({ index: r.index, event: r.event, json: r.json });
         else errors.push({ line: i + 1, message: r.errors.map((e) => (e.field ? `${e.field}: ${e.message}` : e.message)).join("; ") });
       }
       if (accepted.length > 0) await ctx.journal.append(accepted);

@@ -3,7 +3,7 @@ import { isUtf8 } from "node:buffer";
 import { describePeer, identityMatches, type ListenerTls } from "./identity.js";
 import { FramingError, messageObject, parseSyslog, SyslogFramer } from "./framing.js";
 import { reportIngestError, type IngestContext } from "./runtime.js";
-import type { NormalizedEvent } from "../journal/index.js";
+import type { JournalItem } from "../journal/index.js";
 
 export interface SyslogOptions {
   /** Bytes a connection may have parsed but not yet journaled before it stops reading. Default 4 MiB. */
@@ -75,7 +75,7 @@ export function createSyslogServer(ctx: IngestContext, tls: ListenerTls, opts: S
       if (frames.length === 0) return;
       const receivedAt = new Date().toISOString();
       const normalizer = ctx.config().normalizer;
-      const batch: { index: string; event: NormalizedEvent }[] = [];
+      const batch: JournalItem[] = [];
       let bytes = 0;
       for (const frame of frames) {
         bytes += frame.length;
@@ -119,7 +119,7 @@ function toEvent(
   frame: Buffer,
   receivedAt: string,
   normalizer: ReturnType<IngestContext["config"]>["normalizer"],
-  out: { index: string; event: NormalizedEvent }[],
+  out: JournalItem[],
 ): { code: string; message: string } | undefined {
   if (!isUtf8(frame)) return { code: "invalid_utf8", message: "syslog message is not valid UTF-8" };
   const msg = parseSyslog(frame.toString("utf8"));
@@ -136,7 +136,7 @@ function toEvent(
   };
   const r = normalizer.normalize(src, { receivedAt, timestamp: msg.timestamp });
   if (!r.ok) return { code: "invalid_event", message: r.errors.map((e) => (e.field ? `${e.field}: ${e.message}` : e.message)).join("; ") };
-  out.push({ index: r.index, event: r.event });
+  out.push({ index: r.index, event: r.event, json: r.json });
   return undefined;
 }
 

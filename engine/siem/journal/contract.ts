@@ -21,9 +21,21 @@ export interface JournalRecord {
   event: NormalizedEvent;
 }
 
+/** What is appended: the routed index, the event, and optionally its JSON text. */
+export interface JournalItem {
+  index: string;
+  event: NormalizedEvent;
+  json?: string;
+}
+
 export interface Journal {
-  /** Resolves once the events are durable (fsynced); only then may a sender be acknowledged. */
-  append(events: readonly { index: string; event: NormalizedEvent }[]): Promise<{ first: number; last: number }>;
+  /**
+   * Resolves once the events are durable (fsynced); only then may a sender be
+   * acknowledged. `json`, when given, is the event's JSON text already made
+   * (the normalizer's canonical JSON): the journal stores it instead of
+   * serializing the event again, so it must describe `event` exactly.
+   */
+  append(events: readonly JournalItem[]): Promise<{ first: number; last: number }>;
   /** Records with seq > after, in order, at most `limit`. */
   read(after: number, limit: number): JournalRecord[];
   lastSeq(): number;

@@ -3,7 +3,7 @@
  * (indexers, detector, sealer). `openJournal` gives the SQLite implementation
  * of the shared contract; `consume` is the loop every consumer runs.
  */
-export type { Journal, JournalRecord, NormalizedEvent } from "./contract.js";
+export type { Journal, JournalItem, JournalRecord, NormalizedEvent } from "./contract.js";
 export { openJournal, LocalJournal, RAW_JSON, rawJson } from "./journal.js";
 export type { RawRecord } from "./journal.js";
 export type { JournalOptions, JournalStats } from "./journal.js";

@@ -3,7 +3,7 @@ import { mkdirSync, statfsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname } from "node:path";
 import { Worker } from "node:worker_threads";
-import type { Journal, JournalRecord, NormalizedEvent } from "./contract.js";
+import type { Journal, JournalItem, JournalRecord, NormalizedEvent } from "./contract.js";
 
 export interface JournalOptions {
   /** Unused since commits moved to the writer thread (groups form while a commit is in flight); kept for callers. */
@@ -46,7 +46,7 @@ export function rawJson(record: JournalRecord): string | undefined {
 }
 
 interface Pending {
-  items: readonly { index: string; event: NormalizedEvent }[];
+  items: readonly JournalItem[];
   resolve: (r: { first: number; last: number }) => void;
   reject: (e: Error) => void;
 }
@@ -217,7 +217,7 @@ export class LocalJournal implements Journal {
     for (const c of opts.consumers ?? []) this.register(c);
   }
 
-  append(events: readonly { index: string; event: NormalizedEvent }[]): Promise<{ first: number; last: number }> {
+  append(events: readonly JournalItem[]): Promise<{ first: number; last: number }> {
     if (this.closed) return Promise.reject(new Error("journal is closed"));
     if (this.failed) return Promise.reject(this.failed);
     if (events.length === 0) return Promise.resolve({ first: this.last + 1, last: this.last });
@@ -256,7 +256,7 @@ export class LocalJournal implements Journal {
     try {
       for (const g of groups) {
         for (const item of g.items) {
-          const text = JSON.stringify(item.event);
+          const text = item.json ?? JSON.stringify(item.event);
           index[i] = item.index;
           json[i++] = text;
           // V8 builds this as a rope: cheaper than join() over a second array

@@ -1,11 +1,13 @@
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, hash, randomBytes } from "node:crypto";
 import { canonicalJson, type DesiredState } from "../../config/index.js";
 import type { NormalizedEvent } from "../journal/index.js";
 import { noEnrichment, type Enricher } from "./enrich.js";
+import { eventSerializer, insertLate, LATE_FIELDS, type EventSerializer } from "./canonical.js";
 import { schemaMapper, type FieldError, type Mapper } from "./mapper.js";
 import { Router } from "./route.js";
 
-export type NormalizeResult = { ok: true; index: string; event: NormalizedEvent } | { ok: false; errors: FieldError[] };
+/** `json`: the event's RFC 8785 canonical JSON, for the journal (written once, shared by every consumer). */
+export type NormalizeResult = { ok: true; index: string; event: NormalizedEvent; json: string } | { ok: false; errors: FieldError[] };
 
 export interface NormalizeContext {
   /** ISO time the engine received the event (one value per read or request). */
@@ -23,6 +25,8 @@ export interface NormalizeContext {
  */
 export class Normalizer {
   private readonly mapper: Mapper = schemaMapper();
+  private readonly serialize: EventSerializer = eventSerializer();
+  private readonly marks = new Int32Array(LATE_FIELDS.length);
   readonly router: Router;
 
   constructor(
@@ -51,15 +55,24 @@ export class Normalizer {
     }
     delete out.received_at;
     if (out.timestamp === undefined) out.timestamp = ctx.timestamp ?? ctx.receivedAt;
-    if (typeof out.event_id !== "string" || out.event_id === "") {
-      if (out.event_id === "") return { ok: false, errors: [{ field: "event_id", message: "must not be empty" }] };
-      out.event_id = createHash("sha256").update(canonicalForm(out)).digest("hex");
-    } else if ((out.event_id as string).length > 256) {
-      return { ok: false, errors: [{ field: "event_id", message: "longer than 256 characters" }] };
+    const id = out.event_id;
+    let json: string;
+    if (typeof id !== "string" || id === "") {
+      if (id === "") return { ok: false, errors: [{ field: "event_id", message: "must not be empty" }] };
+      // the hashed text becomes the stored JSON: the fields set after hashing are spliced in, not serialized again
+      const text = this.serialize(out, this.marks);
+      const missing = [out.asn === undefined, out.country === undefined, true, true];
+      out.event_id = hash("sha256", text, "hex");
+      out.received_at = ctx.receivedAt;
+      this.enricher.enrich(out);
+      json = insertLate(text, this.marks, missing, out);
+    } else {
+      if (id.length > 256) return { ok: false, errors: [{ field: "event_id", message: "longer than 256 characters" }] };
+      out.received_at = ctx.receivedAt;
+      this.enricher.enrich(out);
+      json = this.serialize(out);
     }
-    out.received_at = ctx.receivedAt;
-    this.enricher.enrich(out);
-    return { ok: true, index: this.router.route(out.action), event: out as NormalizedEvent };
+    return { ok: true, index: this.router.route(out.action), event: out as NormalizedEvent, json };
   }
 
   /** One NDJSON line or syslog JSON MSG. */
@@ -73,44 +86,6 @@ export class Normalizer {
     return this.normalize(value, ctx);
   }
 }
-
-/**
- * RFC 8785 canonical JSON of a normalized event, fast. Most events are flat
- * (strings and finite numbers): for them JSON.stringify of a copy whose keys
- * are inserted in sorted order writes exactly the canonical form (JCS
- * serializes strings and numbers with JSON.stringify, as canonicalJson itself
- * does), on the ingest hot path. The sorted key order is cached per shape
- * (the event's own key order): a shipper sends few shapes, and a plain
- * JSON.stringify of a consistently shaped object is V8's fast path, ~1.5x
- * cheaper than JSON.stringify with a key-list replacer. Nested values (extra,
- * alert) take the general path.
- */
-export function canonicalForm(event: Record<string, unknown>): string {
-  const keys = Object.keys(event);
-  for (const k of keys) {
-    const v = event[k];
-    if (v !== null && typeof v === "object") return canonicalJson(event);
-  }
-  const shape = keys.join("\u0000");
-  let sorted = SORTED_KEYS.get(shape);
-  if (sorted === undefined) {
-    if (SORTED_KEYS.size >= 1024) SORTED_KEYS.clear();
-    sorted = keys.sort();
-    // integer-like keys are enumerated numerically whatever the insertion order: those take the key-list replacer
-    if (sorted.some((k) => /^\d/.test(k) || k === "__proto__")) sorted = null;
-    SORTED_KEYS.set(shape, sorted);
-  }
-  if (sorted === null || sorted.length !== keys.length) return JSON.stringify(event, Object.keys(event).sort());
-  const copy: Record<string, unknown> = {};
-  for (const k of sorted) {
-    // the shape string is ambiguous when keys contain NUL: the cached list must name exactly this event's keys
-    if (!Object.hasOwn(event, k)) return JSON.stringify(event, Object.keys(event).sort());
-    copy[k] = event[k];
-  }
-  return JSON.stringify(copy);
-}
-
-const SORTED_KEYS = new Map<string, string[] | null>();
 
 /** An `ingest_error` event: what the engine refused and why (DESIGN §5 action). */
 export function ingestErrorEvent(

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import Fastify from "fastify";
+import Database from "better-sqlite3";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -38,6 +39,46 @@ describe("embedded store", () => {
     expect(s.add([ev("x", "viw-auth", "2026-11-22T10:00:00Z"), ev("x", "viw-auth", "2026-11-22T10:00:00Z")])).toBe(1);
     expect(s.add([ev("x", "viw-auth", "2026-11-22T10:00:00Z"), ev("y", "viw-auth", "2026-11-22T10:00:00Z")])).toBe(1);
     expect(s.count()).toBe(2);
+  });
+
+  it("is exactly-once by the full event_id when ids share an integer key (probing), and across a restart", () => {
+    const s = store();
+    // the first 13 hex digits are the key: these three share it
+    const a = "0123456789abc" + "0".repeat(51);
+    const b = "0123456789abc" + "1".repeat(51);
+    const c = "0123456789abc";
+    expect(s.add([ev(a, "viw-auth", "2026-11-22T10:00:00Z"), ev(b, "viw-auth", "2026-11-22T10:00:01Z")])).toBe(2);
+    expect(s.add([ev(b, "viw-auth", "2026-11-22T10:00:01Z"), ev(c, "viw-auth", "2026-11-22T10:00:02Z"), ev(a, "viw-auth", "2026-11-22T10:00:00Z")])).toBe(1);
+    // text ids (not hex) are hashed: many similar ones stay distinct and each is stored once
+    const ids = Array.from({ length: 2000 }, (_, i) => `b-${i}`);
+    expect(s.add(ids.map((id) => ev(id, "viw-auth", "2026-11-22T10:00:00Z")))).toBe(2000);
+    expect(s.add(ids.map((id) => ev(id, "viw-auth", "2026-11-22T10:00:00Z")))).toBe(0);
+    const file = s.file;
+    s.close();
+    const again = openStore(file);
+    stores.push(again);
+    expect(again.add([ev(c, "viw-auth", "2026-11-22T10:00:02Z"), ev(b, "viw-auth", "2026-11-22T10:00:01Z")])).toBe(0);
+    expect(again.count()).toBe(2003);
+    expect((again.db.prepare("SELECT COUNT(DISTINCT event_id) AS n FROM events").get() as { n: number }).n).toBe(2003);
+  });
+
+  it("upgrades a store written with event_id as its unique key, keeping rows and their order", () => {
+    const d = mkdtempSync(join(tmpdir(), "viw-store-"));
+    dirs.push(d);
+    const file = join(d, "events.db");
+    const old = new Database(file);
+    old.exec(`CREATE TABLE events (rid INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, idx TEXT NOT NULL, ts INTEGER NOT NULL, component TEXT, action TEXT, user_id TEXT, doc TEXT NOT NULL);
+      CREATE INDEX events_ts ON events (ts); CREATE INDEX events_idx_ts ON events (idx, ts);`);
+    const put = old.prepare("INSERT INTO events (event_id, idx, ts, doc) VALUES (?, ?, ?, ?)");
+    for (const [id, t] of [["o1", "2026-11-22T10:00:00.000Z"], ["o2", "2026-11-22T10:00:00.000Z"]] as const) put.run(id, "viw-auth", Date.parse(t), JSON.stringify({ event_id: id, timestamp: t, received_at: t }));
+    old.close();
+    const s = openStore(file);
+    stores.push(s);
+    expect(s.add([ev("o2", "viw-auth", "2026-11-22T10:00:00.000Z"), ev("o3", "viw-auth", "2026-11-22T10:00:00.000Z")])).toBe(1);
+    // same time: arrival order is kept (newest first)
+    expect(queryEvents(s, {}, now).hits.map((e) => e.event_id)).toEqual(["o3", "o2", "o1"]);
+    const names = (s.db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'").all() as { name: string }[]).map((r) => r.name);
+    expect(names).toEqual(expect.arrayContaining(["events_ts", "events_idx_ts", "events_component_action_ts", "events_user_ts"]));
   });
 
   it("has indexes for time, index, component/action and user, and uses them", () => {
