@@ -299,6 +299,11 @@ export function auditTlsServer(server: AnyServer, opts: TlsAuditOptions): TlsAud
       cert = undefined;
     }
     if (cert) {
+      // The owner reads the same certificate right after (the issuance API's client identity): node builds a
+      // new X509Certificate per call and re-derives subject, serial and names natively, so hand it this one
+      // (immutable, with those already read) instead of parsing twice per handshake.
+      const peer = cert;
+      sock.getPeerX509Certificate = () => peer;
       s.subjectDn = rfc4514(cert.subject);
       s.serial = serialHex(cert.serialNumber);
     }
@@ -311,7 +316,7 @@ export function auditTlsServer(server: AnyServer, opts: TlsAuditOptions): TlsAud
     if (cert && sock.authorized && opts.isRevoked) {
       let revoked: boolean;
       try {
-        revoked = opts.isRevoked(s.serial!, rfc4514(cert.issuer));
+        revoked = opts.isRevoked(s.serial!, issuerDn(cert.issuer));
       } catch (err) {
         // Fail closed: a certificate whose status cannot be read is not admitted.
         return refuse({ code: "revocation_unknown", info: `revocation status unavailable: ${(err as Error).message}` });
@@ -501,6 +506,17 @@ export function verifyFailure(authErr: string, hadCert: boolean): Reason {
  */
 export function rfc4514(multiline: string): string {
   return multiline.split("\n").filter(Boolean).reverse().join(",");
+}
+
+/** Issuer names repeat (a handful of CAs): converted once each, the cache bounded against a flood of distinct ones. */
+const issuerDns = new Map<string, string>();
+function issuerDn(multiline: string): string {
+  let dn = issuerDns.get(multiline);
+  if (dn === undefined) {
+    if (issuerDns.size >= 256) issuerDns.clear();
+    issuerDns.set(multiline, (dn = rfc4514(multiline)));
+  }
+  return dn;
 }
 
 function serialHex(s: string): string {

@@ -196,6 +196,46 @@ describe("session line batching (flushMs)", () => {
     await log.close();
   });
 
+  it("a session line and its journal copy are committed within flushMs + journalBatchMs without any flush() call", async () => {
+    const journal = openJournal(join(dir, "journal.db"));
+    const log = new AuditLog(join(dir, "audit"), { journal, flushMs: 100, journalBatchMs: 300, now: () => at });
+    const draft = { timestamp: "", component: "pki", action: "tls_session_establish", result: "success", session_id: "s1" };
+    log.writeSession("issuance", "ACCESS_SESSION_ESTABLISH_SUCCESS", [["SubjectID", "CN=c1"]], draft);
+    const t0 = Date.now();
+    let fileAt = 0;
+    let journalAt = 0;
+    while (Date.now() - t0 < 3000 && !(fileAt && journalAt)) {
+      await sleep(10);
+      if (!fileAt && (await onDisk(log.file)).length === 1) fileAt = Date.now() - t0;
+      // read() returns only committed records (the append resolved after its fsync)
+      if (!journalAt && journal.read(0, 10).length === 1) journalAt = Date.now() - t0;
+    }
+    expect(fileAt).toBeGreaterThan(0);
+    expect(journalAt).toBeGreaterThan(0);
+    // the bounds plus scheduling slack on a shared machine; the journal copy waits for its batch, not for a flush
+    expect(fileAt).toBeLessThan(100 + 500);
+    expect(journalAt).toBeLessThan(100 + 300 + 700);
+    expect((journal.read(0, 10)[0]!.event.extra as Record<string, unknown>).audit_line).toBe((await onDisk(log.file))[0]);
+    await log.close();
+    await journal.close();
+  });
+
+  it("the default journal bound (1 s) holds session copies back, and a clean shutdown (close) commits them all, in order", async () => {
+    const journal = openJournal(join(dir, "journal.db"));
+    const log = new AuditLog(join(dir, "audit"), { journal, flushMs: 0, now: () => at });
+    for (let n = 1; n <= 3; n++) {
+      log.writeSession("issuance", "ACCESS_SESSION_TERMINATED", [["SubjectID", `CN=c${n}`]], { timestamp: "", component: "pki", action: "tls_session_terminate", session_id: `s${n}` });
+    }
+    await sleep(300);
+    // the lines are in the file (flushMs 0), their journal copies still batched
+    expect(await onDisk(log.file)).toHaveLength(3);
+    expect(journal.read(0, 10)).toEqual([]);
+    await log.close();
+    expect(journal.read(0, 10).map((r) => r.event.session_id)).toEqual(["s1", "s2", "s3"]);
+    expect(log.stats()).toMatchObject({ lines: 3, journaled: 3, journalErrors: 0 });
+    await journal.close();
+  });
+
   it("refuses a negative flushMs", () => {
     expect(() => new AuditLog(join(dir, "audit"), { flushMs: -1 })).toThrow(/flushMs must be zero or more, got -1/);
   });
