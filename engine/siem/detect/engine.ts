@@ -200,20 +200,26 @@ class ThresholdState extends RuleState {
   onEvent(rule: CompiledRule, ev: NormalizedEvent, ts: number, host: Host): void {
     const key = host.key(this.sig, rule, ev);
     let g = this.groups.get(key);
+    let t: number[];
+    let i: number;
     if (g === undefined) {
       this.makeRoom(this.groups, rule, host, ts, tSize);
-      g = { ts: [], ids: [], head: 0, until: -Infinity };
+      // A new group's arrays start as one-element literals: a push onto [] reserves 17 slots, and most groups stay small.
+      g = { ts: [ts], ids: [idOf(ev)], head: 0, until: -Infinity };
       this.groups.set(key, g);
-    }
-    let t = g.ts;
-    let i = t.length;
-    if (i === g.head || t[i - 1]! <= ts) {
-      t.push(ts);
-      g.ids.push(idOf(ev));
+      t = g.ts;
+      i = 0;
     } else {
-      i = Math.max(g.head, upperBound(t, ts));
-      t.splice(i, 0, ts);
-      g.ids.splice(i, 0, idOf(ev));
+      t = g.ts;
+      i = t.length;
+      if (i === g.head || t[i - 1]! <= ts) {
+        t.push(ts);
+        g.ids.push(idOf(ev));
+      } else {
+        i = Math.max(g.head, upperBound(t, ts));
+        t.splice(i, 0, ts);
+        g.ids.splice(i, 0, idOf(ev));
+      }
     }
     this.entries++;
     const W = rule.windowMs;
@@ -406,7 +412,10 @@ class SequenceState extends RuleState {
         this.entries--;
         host.limit(rule, this, "entries", ts);
       }
-      runs.push({ step: 1, start: ts, last: ts, ids: [id] });
+      const run = { step: 1, start: ts, last: ts, ids: [id] };
+      // One-element literal for a first run (a push onto [] reserves 17 slots).
+      if (runs.length === 0) g.runs = [run];
+      else runs.push(run);
       this.entries++;
     }
   }
@@ -492,12 +501,13 @@ class AbsenceState extends RuleState {
         pend.splice(lo, end - lo);
         this.entries -= end - lo;
       }
-      const seen = (g.seen ??= []);
-      if (seen.length === 0 || seen[seen.length - 1]! <= ts) seen.push(ts);
+      const seen = g.seen;
+      if (seen === undefined || seen.length === 0) g.seen = [ts];
+      else if (seen[seen.length - 1]! <= ts) seen.push(ts);
       else seen.splice(upperBound(seen, ts), 0, ts);
       this.entries++;
-      if (seen.length > rule.limits.entries) {
-        seen.shift();
+      if (g.seen!.length > rule.limits.entries) {
+        g.seen!.shift();
         this.entries--;
       }
     }
@@ -515,7 +525,8 @@ class AbsenceState extends RuleState {
       }
       const p: Pending = { g, at: ts, deadline: ts + T, id: idOf(ev), done: false };
       const pend = g.pending;
-      if (pend.length === 0 || pend[pend.length - 1]!.at <= ts) pend.push(p);
+      if (pend.length === 0) g.pending = [p]; // a one-element literal (a push onto [] reserves 17 slots)
+      else if (pend[pend.length - 1]!.at <= ts) pend.push(p);
       else {
         let i = pend.length;
         while (i > 0 && pend[i - 1]!.at > ts) i--;

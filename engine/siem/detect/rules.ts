@@ -71,7 +71,10 @@ export class RuleCompileError extends Error {
 
 /** A value's part of a group key: strings as themselves, anything else tagged so 5 and "5" differ. */
 function keyPart(v: unknown): string {
-  return typeof v === "string" ? v : "\u0001" + JSON.stringify(v ?? null);
+  if (typeof v === "string") return v;
+  // A missing field is common in multi-field keys: its part is a constant rather than a JSON.stringify per event.
+  if (v === null || v === undefined) return "\u0001null";
+  return "\u0001" + JSON.stringify(v);
 }
 
 function makeGroupKey(fields: readonly string[]): ((event: unknown) => string) | undefined {
