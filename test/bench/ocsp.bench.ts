@@ -90,8 +90,15 @@ interface Run {
   cpuUs: number;
 }
 
-/** One wrk run; `cpu` reads the server's CPU seconds. Any non-2xx answer or socket error fails the benchmark. */
-async function wrk(base: string, args: string[], cpu: () => number): Promise<Run> {
+const UNITS: Record<string, number> = { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 };
+
+/**
+ * One wrk run; `cpu` reads the server's CPU seconds. Any non-2xx answer or
+ * socket error fails the benchmark, and so do answers shorter on average than
+ * `minBytes` (cfssl answers an OCSP error, 5 bytes, with a 200 for a
+ * certificate it has no response for).
+ */
+async function wrk(base: string, args: string[], cpu: () => number, minBytes: number): Promise<Run> {
   const c0 = cpu();
   const { stdout } = await execFile("wrk", ["-t", "1", "-c", String(CONCURRENCY), "-d", `${SECONDS}s`, "-s", LUA, base, "--", ...args], { maxBuffer: 1 << 20 });
   const c1 = cpu();
@@ -99,6 +106,9 @@ async function wrk(base: string, args: string[], cpu: () => number): Promise<Run
   const rate = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1]);
   if (!requests || !rate) throw new Error(`wrk printed no rate:\n${stdout}`);
   if (/Non-2xx|Socket errors/.test(stdout)) throw new Error(`${base}: not every answer was a 200:\n${stdout}`);
+  const read = /([\d.]+)([KMG]?B) read/.exec(stdout);
+  const perAnswer = read ? (Number(read[1]) * UNITS[read[2]!]!) / requests : 0;
+  if (perAnswer < minBytes) throw new Error(`${base}: ${perAnswer.toFixed(0)} bytes per answer, less than a signed response (${minBytes}):\n${stdout}`);
   return { requests, rate, cpuUs: ((c1 - c0) * 1e6) / requests };
 }
 
@@ -134,6 +144,7 @@ if (missing.length) {
     if (answer.status !== 200) throw new Error(`ours: GET answered ${answer.status}`);
     responses.push(Buffer.from(await answer.arrayBuffer()).toString("base64"));
   }
+  const minBytes = Math.min(...responses.map((r) => Buffer.from(r, "base64").length));
   const respFile = join(p.dir, "responses.txt");
   writeFileSync(respFile, responses.join("\n") + "\n");
   const port = await freePort();
@@ -159,10 +170,10 @@ if (missing.length) {
     // Alternate which peer goes first so a burst of load elsewhere does not always hit the same one.
     const order = round % 2 === 0 ? ["ours", "cfssl"] : ["cfssl", "ours"];
     for (const who of order) {
-      if (who === "ours") oursGet.push(await wrk(p.pki, ["GET", ...getPaths], oursCpu));
-      else cfsslPost.push(await wrk(cfsslUrl, ["POST", "/", ...postFiles], cfsslCpu));
+      if (who === "ours") oursGet.push(await wrk(p.pki, ["GET", ...getPaths], oursCpu, minBytes));
+      else cfsslPost.push(await wrk(cfsslUrl, ["POST", "/", ...postFiles], cfsslCpu, minBytes));
     }
-    oursPost.push(await wrk(p.pki, ["POST", "/ocsp", ...postFiles], oursCpu));
+    oursPost.push(await wrk(p.pki, ["POST", "/ocsp", ...postFiles], oursCpu, minBytes));
     process.stdout.write(
       `  round ${round + 1}: ours GET ${oursGet.at(-1)!.rate.toFixed(0)}/s (${oursGet.at(-1)!.cpuUs.toFixed(1)} µs CPU/response), cfssl POST ${cfsslPost.at(-1)!.rate.toFixed(0)}/s (${cfsslPost.at(-1)!.cpuUs.toFixed(1)} µs), ours POST ${oursPost.at(-1)!.rate.toFixed(0)}/s [load ${loadavg()[0]!.toFixed(1)}]\n`,
     );
