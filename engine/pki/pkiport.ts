@@ -123,17 +123,28 @@ class PkiServer extends Server {
         conn.held = conn.held ? Buffer.concat([conn.held, chunk]) : chunk;
         return;
       }
-      const url = simpleGet(chunk);
-      const known = url === undefined ? undefined : this.ready.get(url);
-      if (!known) return handOff(chunk);
-      const now = Date.now();
-      if (this.ready.current(known, now)) {
+      let url: string | undefined;
+      let known: Ready | undefined;
+      let now = 0;
+      let current = false;
+      try {
+        url = simpleGet(chunk);
+        known = url === undefined ? undefined : this.ready.get(url);
+        now = Date.now();
+        current = !!known && this.ready.current(known, now);
+      } catch {
+        known = undefined; // node:http's path answers (500) and logs whatever failed
+      }
+      if (!known || url === undefined) return handOff(chunk);
+      if (current) {
         send(known, now);
         if (!this.listening) socket.end();
         return;
       }
-      // Once a second, and after a revision or a revocation: ask the authority.
+      // Once a second, and after a revision or a revocation: ask the authority,
+      // reading nothing more from this client meanwhile.
       conn.busy = true;
+      socket.pause();
       const done = (r: Ready | undefined) => {
         conn.busy = false;
         if (socket.destroyed) return;
@@ -141,11 +152,12 @@ class PkiServer extends Server {
         conn.held = undefined;
         // An answer that is not a cached good one (an error, a failed re-sign...) takes node:http's path, which logs it.
         if (!r) return handOff(held ? Buffer.concat([chunk, held]) : chunk);
+        socket.resume();
         send(r, Date.now());
         if (held) onData(held);
         else if (conn.ended || !this.listening) socket.end();
       };
-      this.ready.check(url!, known).then(
+      this.ready.check(url, known).then(
         ({ ready }) => done(ready),
         () => done(undefined),
       );

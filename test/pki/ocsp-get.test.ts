@@ -280,6 +280,46 @@ describe("OCSP GET hot path", () => {
     old.close();
   });
 
+  it("keeps serving through garbage, resets and half-closes on hot-path connections", async () => {
+    const c = await certWithRequest("hot7");
+    const good = Buffer.from(await (await fetch(p.pki + c.encoded)).arrayBuffer());
+    const { hostname, port } = new URL(p.pki);
+    const junk = (n: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7919 + n) % 256));
+    const sends: Buffer[] = [
+      Buffer.from(get(c.encoded) + "garbage after the request"),
+      Buffer.concat([Buffer.from(get(c.encoded).slice(0, -2)), junk(300)]),
+      Buffer.concat([Buffer.from(`GET ${c.encoded} HTTP/1.1\r\nHost: x\r\n`), junk(40), Buffer.from("\r\n\r\n")]),
+      junk(5000),
+      Buffer.from(get(c.encoded).repeat(20)),
+    ];
+    await Promise.all(
+      sends.flatMap((bytes) =>
+        [false, true].map(
+          (reset) =>
+            new Promise<void>((resolve) => {
+              const s = connect(Number(port), hostname, () => {
+                s.write(bytes);
+                if (reset) s.resetAndDestroy();
+                else s.end();
+              });
+              s.on("data", () => {});
+              s.on("error", () => resolve());
+              s.on("close", () => resolve());
+            }),
+        ),
+      ),
+    );
+    // Still answering, from the hot path too.
+    const conn = await Conn.open();
+    try {
+      conn.send(get(c.encoded));
+      expect((await conn.answer()).body.equals(good)).toBe(true);
+    } finally {
+      conn.close();
+    }
+    expect((await fetch(p.pki + c.encoded)).status).toBe(200);
+  });
+
   it("closing the service closes idle hot-path connections at once", async () => {
     const own = await startPki();
     try {
