@@ -92,10 +92,11 @@ export function createSyslogServer(ctx: IngestContext, tls: ListenerTls, opts: S
         socket.pause();
         ctx.metrics.backpressure.inc({ path: "syslog" });
       }
+      const count = batch.length;
       ctx.journal.append(batch).then(
         () => {
           unacked -= bytes;
-          ctx.metrics.accepted.inc({ path: "syslog" }, batch.length);
+          ctx.metrics.accepted.inc({ path: "syslog" }, count);
           maybeResume();
         },
         (err: unknown) => {

@@ -55,6 +55,8 @@ export const coerce = {
     return undefined;
   },
   time(v: unknown, field: string, errors: FieldError[]): string | undefined {
+    // already the form toISOString writes, with a day every month has: kept as is (Date.parse + toISOString cost ~1.3 µs per event)
+    if (typeof v === "string" && v.length === 24 && CANONICAL_TIME.test(v)) return v;
     let ms: number | undefined;
     if (typeof v === "string") {
       if (/^\d{9,13}(\.\d+)?$/.test(v)) ms = epochMs(Number(v));
@@ -87,6 +89,8 @@ export const coerce = {
     return v;
   },
 };
+
+const CANONICAL_TIME = /^\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}Z$/;
 
 function epochMs(n: number): number {
   // seconds until year 5138, milliseconds after

@@ -112,6 +112,24 @@ describe("ASN from the shipped range table (@ip-location-db/asn, CC BY 4.0)", ()
   });
 });
 
+describe("time coercion", () => {
+  it("keeps a time already in toISOString form and agrees with Date.parse + toISOString on any ISO-shaped text", async () => {
+    const { coerce } = await import("../../../engine/siem/normalize/mapper.js");
+    const d = (n: number, w = 2) => fc.integer({ min: 0, max: n }).map((x) => String(x).padStart(w, "0"));
+    const shaped = fc.tuple(d(9999, 4), d(19), d(39), d(29), d(69), d(69), d(999, 3)).map(([y, mo, da, h, mi, se, ms]) => `${y}-${mo}-${da}T${h}:${mi}:${se}.${ms}Z`);
+    fc.assert(
+      fc.property(fc.oneof(shaped, fc.date({ min: new Date(0), max: new Date("9999-12-31T23:59:59.999Z"), noInvalidDate: true }).map((x) => x.toISOString())), (text) => {
+        const errors: { field: string; message: string }[] = [];
+        const got = coerce.time(text, "timestamp", errors);
+        const ms = Date.parse(text);
+        const want = Number.isFinite(ms) ? new Date(ms).toISOString() : undefined;
+        return got === want && errors.length === (want === undefined ? 1 : 0);
+      }),
+      { numRuns: 5000 },
+    );
+  });
+});
+
 describe("canonical event JSON (generated serializer)", () => {
   const fields = Object.keys(EVENT_FIELDS);
   // values as shippers send them after coercion, and worse: unicode, escapes, lone surrogates, -0, huge and tiny numbers, nulls, nesting

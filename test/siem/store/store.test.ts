@@ -81,6 +81,33 @@ describe("embedded store", () => {
     expect(names).toEqual(expect.arrayContaining(["events_ts", "events_idx_ts", "events_component_action_ts", "events_user_ts"]));
   });
 
+  it("reads a flat event's columns from its JSON text exactly as JSON.parse would, and defers to it otherwise (property)", async () => {
+    const { fieldsOf } = await import("../../../engine/siem/store/store.js");
+    const fc = (await import("fast-check")).default;
+    const nasty = fc.string({ unit: fc.constantFrom("\"", "\\", ",", ":", "{", "[", "a", "é", "😀", "\n", '","action":"x', '\\"', "\u2028") });
+    const str = fc.oneof(fc.string({ unit: "binary" }), nasty);
+    const keys = ["event_id", "timestamp", "received_at", "component", "action", "user_id", "error_msg", "extra", "x,\"action\":"];
+    const value = fc.oneof({ weight: 8, arbitrary: str }, { weight: 1, arbitrary: fc.integer() }, { weight: 1, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.jsonValue() });
+    const wanted = ["event_id", "timestamp", "received_at", "component", "action", "user_id"] as const;
+    let fast = 0;
+    fc.assert(
+      fc.property(fc.dictionary(fc.constantFrom(...keys), value), fc.option(fc.record({ event_id: str, timestamp: str, received_at: str }), { nil: undefined }), (more, base) => {
+        const doc = JSON.stringify({ ...base, ...more });
+        const e = JSON.parse(doc) as Record<string, unknown>;
+        const f = fieldsOf(doc) as Record<string, unknown> | undefined;
+        const flat = !doc.slice(1).includes("{") && !doc.includes("[");
+        const plain = wanted.every((k) => e[k] === undefined || typeof e[k] === "string") && ["event_id", "timestamp", "received_at"].every((k) => typeof e[k] === "string");
+        if (flat && plain) {
+          fast++;
+          return f !== undefined && wanted.every((k) => f[k] === e[k]);
+        }
+        return f === undefined || wanted.every((k) => f[k] === (typeof e[k] === "string" ? e[k] : undefined));
+      }),
+      { numRuns: 5000 },
+    );
+    expect(fast).toBeGreaterThan(100);
+  });
+
   it("has indexes for time, index, component/action and user, and uses them", () => {
     const s = store();
     const names = (s.db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'").all() as { name: string }[]).map((r) => r.name);
