@@ -1,49 +1,16 @@
 import Database from "better-sqlite3";
-import { mkdirSync } from "node:fs";
-import { createRequire } from "node:module";
+import { closeSync, fdatasync, fdatasyncSync, mkdirSync, openSync } from "node:fs";
 import { join } from "node:path";
-import { Worker } from "node:worker_threads";
 
 const INSERT_SQL = `INSERT INTO certs (serial, issuer, profile, revision, client, subject, sans, not_before, not_after, der, spki_sha256, issued_at, revoked_at, reason, superseded_by, revoke_after)
-  VALUES (@serial, @issuer, @profile, @revision, @client, @subject, @sans, @not_before, @not_after, @der, @spki_sha256, @issued_at, NULL, NULL, NULL, NULL)`;
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL)`;
 
-/**
- * The writer thread: inserts arriving together share one transaction and one
- * fsync (group commit), and the fsync blocks this thread, not the event loop
- * that serves TLS and signs. Plain JS evaluated in the worker, so it runs the
- * same from the TypeScript sources and from dist/.
- */
-const WRITER = `
-const { parentPort, workerData } = require("node:worker_threads");
-const Database = require(workerData.sqlite);
-const db = new Database(workerData.path);
-db.pragma("journal_mode = WAL");
-db.pragma("synchronous = FULL");
-db.pragma("busy_timeout = 10000");
-const insert = db.prepare(workerData.sql);
-let queue = [];
-let scheduled = false;
-const row = (r) => ({ ...r, der: Buffer.from(r.der.buffer, r.der.byteOffset, r.der.byteLength) });
-function flush() {
-  scheduled = false;
-  const batch = queue;
-  queue = [];
-  try {
-    db.transaction(() => { for (const m of batch) insert.run(row(m.rec)); })();
-    parentPort.postMessage({ ok: batch.map((m) => m.id), failed: [] });
-  } catch {
-    const ok = [], failed = [];
-    for (const m of batch) {
-      try { insert.run(row(m.rec)); ok.push(m.id); } catch (e) { failed.push([m.id, String(e && e.message)]); }
-    }
-    parentPort.postMessage({ ok, failed });
-  }
+type NewRecord = Omit<CertRecord, "revoked_at" | "reason" | "superseded_by" | "revoke_after">;
+
+/** Positional parameters of INSERT_SQL (binding by position is cheaper than by name). */
+function insertParams(r: NewRecord): unknown[] {
+  return [r.serial, r.issuer, r.profile, r.revision, r.client, r.subject, JSON.stringify(r.sans), r.not_before, r.not_after, r.der, r.spki_sha256, r.issued_at];
 }
-parentPort.on("message", (batch) => {
-  for (const m of batch) queue.push(m);
-  if (!scheduled) { scheduled = true; setImmediate(flush); }
-});
-`;
 
 export type RevocationReason =
   | "unspecified"
@@ -114,18 +81,28 @@ function fromRow(r: Row | undefined): CertRecord | undefined {
 }
 
 /**
- * Every certificate the engine issued, in DATA/pki/pki.db (SQLite, WAL,
- * synchronous=FULL). `insert` resolves only once the row is on disk, written
- * by the writer thread (see WRITER) with group commit, which is what lets
- * durable issuance keep up with concurrent clients. Reads and the rare
- * updates (revocation, CRL numbers) use this thread's connection.
+ * Every certificate the engine issued, in DATA/pki/pki.db (SQLite, WAL).
+ *
+ * `insert` resolves only once the row is on disk, with group commit: the
+ * inserts of one event-loop turn share one transaction, then one fdatasync of
+ * the WAL file on libuv's thread pool, and they resolve when it completes.
+ * The connection runs synchronous=NORMAL, so SQLite writes the WAL frames at
+ * commit without syncing them, and the fdatasync that follows is the sync
+ * synchronous=FULL would have done at that commit; NORMAL still syncs the WAL
+ * before each checkpoint and the database after it, so a checkpoint never
+ * loses what was acknowledged. Why not FULL: its sync would block the event
+ * loop that serves TLS; and a writer thread (the previous design) cost more
+ * CPU per certificate in postMessage round trips than the insert itself (the
+ * issuance API's hot path, see test/bench/pki.bench.ts). The rare updates
+ * (revocation, rotation, CRL numbers) sync before they return.
  */
 export class CertStore {
   private readonly db: Database.Database;
   private readonly stmts;
-  private readonly writer: Worker;
-  private readonly pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
-  private nextId = 1;
+  /** The WAL file, which the group commit syncs (SQLite keeps it while this connection is open). */
+  private readonly wal: number;
+  private batch: { params: unknown[]; resolve: () => void; reject: (e: Error) => void }[] = [];
+  private syncing = 0;
   private drained?: () => void;
 
   constructor(dataDir: string) {
@@ -134,7 +111,7 @@ export class CertStore {
     const path = join(dir, "pki.db");
     this.db = new Database(path);
     this.db.pragma("journal_mode = WAL");
-    this.db.pragma("synchronous = FULL");
+    this.db.pragma("synchronous = NORMAL");
     this.db.pragma("busy_timeout = 10000");
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS certs (
@@ -147,15 +124,8 @@ export class CertStore {
       CREATE INDEX IF NOT EXISTS certs_due ON certs (revoke_after) WHERE revoke_after IS NOT NULL AND revoked_at IS NULL;
       CREATE TABLE IF NOT EXISTS crl_numbers (issuer TEXT PRIMARY KEY, number INTEGER NOT NULL);
     `);
-    this.writer = new Worker(WRITER, { eval: true, workerData: { sqlite: createRequire(import.meta.url).resolve("better-sqlite3"), path, sql: INSERT_SQL } });
-    this.writer.unref();
-    this.writer.on("message", (m: { ok: number[]; failed: [number, string][] }) => {
-      for (const id of m.ok) this.settle(id)?.resolve();
-      for (const [id, msg] of m.failed) this.settle(id)?.reject(new Error(msg));
-    });
-    this.writer.on("error", (err) => {
-      for (const id of [...this.pending.keys()]) this.settle(id)?.reject(err);
-    });
+    // "a": created if SQLite has not made it yet (an empty WAL is a valid one); never written through.
+    this.wal = openSync(`${path}-wal`, "a");
     this.stmts = {
       insert: this.db.prepare(INSERT_SQL),
       get: this.db.prepare("SELECT * FROM certs WHERE serial = ?"),
@@ -168,30 +138,53 @@ export class CertStore {
     };
   }
 
-  private settle(id: number) {
-    const p = this.pending.get(id);
-    this.pending.delete(id);
-    if (this.pending.size === 0) this.drained?.();
-    return p;
+  /** Durable before it resolves (see the class comment). */
+  insert(rec: NewRecord): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.batch.length === 0) setImmediate(this.commit);
+      this.batch.push({ params: insertParams(rec), resolve, reject });
+    });
   }
 
-  /** Inserts of one turn of the event loop travel to the writer as one message (a postMessage costs more than the row). */
-  private outbox: { id: number; rec: object }[] = [];
-  private readonly send = (): void => {
-    const batch = this.outbox;
-    this.outbox = [];
-    this.writer.postMessage(batch);
+  private readonly commit = (): void => {
+    const batch = this.batch;
+    this.batch = [];
+    let written = batch;
+    try {
+      this.db.transaction(() => {
+        for (const b of batch) this.stmts.insert.run(b.params);
+      })();
+    } catch {
+      // One bad row (a duplicate serial) must not fail the others: each on its own.
+      written = [];
+      for (const b of batch) {
+        try {
+          this.stmts.insert.run(b.params);
+          written.push(b);
+        } catch (err) {
+          b.reject(err as Error);
+        }
+      }
+    }
+    if (written.length === 0) return this.settled();
+    this.syncing++;
+    fdatasync(this.wal, (err) => {
+      this.syncing--;
+      for (const b of written) {
+        if (err) b.reject(err);
+        else b.resolve();
+      }
+      this.settled();
+    });
   };
 
-  /** Durable before it resolves (see the class comment). */
-  insert(rec: Omit<CertRecord, "revoked_at" | "reason" | "superseded_by" | "revoke_after">): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const id = this.nextId++;
-      this.pending.set(id, { resolve, reject });
-      if (this.outbox.length === 0) setImmediate(this.send);
-      // der as a copy with its own ArrayBuffer: postMessage would clone the whole 8 KiB pool slab a small Buffer views.
-      this.outbox.push({ id, rec: { ...rec, der: new Uint8Array(rec.der), sans: JSON.stringify(rec.sans) } });
-    });
+  private settled(): void {
+    if (this.syncing === 0 && this.batch.length === 0) this.drained?.();
+  }
+
+  /** The rare updates are durable before they return, as the inserts. */
+  private sync(): void {
+    fdatasyncSync(this.wal);
   }
 
   get(serial: string): CertRecord | undefined {
@@ -221,11 +214,14 @@ export class CertStore {
   /** False when it was already revoked. */
   revoke(serial: string, at: number, reason: number): boolean {
     this.revokedCache.clear();
-    return this.stmts.revoke.run(at, reason, serial).changes === 1;
+    const changed = this.stmts.revoke.run(at, reason, serial).changes === 1;
+    this.sync();
+    return changed;
   }
 
   supersede(serial: string, successor: string, revokeAfter: number): void {
     this.stmts.supersede.run(successor, revokeAfter, serial);
+    this.sync();
   }
 
   /** Predecessors whose rotation overlap has ended. */
@@ -253,24 +249,27 @@ export class CertStore {
 
   /** The next CRL number of an issuer, persisted before it is used so it is never reused. */
   nextCrlNumber(issuer: string): number {
-    return (this.stmts.crlNumber.get(issuer) as { number: number }).number;
+    const n = (this.stmts.crlNumber.get(issuer) as { number: number }).number;
+    this.sync();
+    return n;
   }
 
   /** Bulk insert for tests and benchmarks (one transaction). */
-  insertMany(recs: Omit<CertRecord, "revoked_at" | "reason" | "superseded_by" | "revoke_after">[], revoked?: { at: number; reason: number }): void {
+  insertMany(recs: NewRecord[], revoked?: { at: number; reason: number }): void {
     this.revokedCache.clear();
     this.db.transaction(() => {
       for (const r of recs) {
-        this.stmts.insert.run({ ...r, sans: JSON.stringify(r.sans) });
+        this.stmts.insert.run(insertParams(r));
         if (revoked) this.stmts.revoke.run(revoked.at, revoked.reason, r.serial);
       }
     })();
+    this.sync();
   }
 
-  /** Waits for the inserts under way, then closes both connections. */
+  /** Waits for the inserts under way, then closes the database. */
   async close(): Promise<void> {
-    if (this.pending.size) await new Promise<void>((r) => (this.drained = r));
-    await this.writer.terminate();
+    if (this.syncing || this.batch.length) await new Promise<void>((r) => (this.drained = r));
     this.db.close();
+    closeSync(this.wal);
   }
 }

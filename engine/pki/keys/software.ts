@@ -27,12 +27,19 @@ class SoftwareSigner implements Signer {
     this.hash = hashOf(this.algorithm);
   }
 
-  // The callback form runs on libuv's thread pool: signatures use the
-  // machine's other cores while the event loop serves TLS and HTTP.
+  // EC and Ed25519 sign in the synchronous form: their signature costs less
+  // than the thread-pool hop of the callback form (see parseCsr in ../csr.ts).
+  // RSA signatures (milliseconds) go to libuv's pool, off the event loop.
   sign(data: Uint8Array): Promise<Buffer> {
-    return new Promise((resolve, reject) =>
-      sign(this.hash, data, { key: this.key, dsaEncoding: "der", padding: constants.RSA_PKCS1_PADDING }, (err, sig) => (err ? reject(err) : resolve(sig))),
-    );
+    const options = { key: this.key, dsaEncoding: "der" as const, padding: constants.RSA_PKCS1_PADDING };
+    if (!this.algorithm.startsWith("rsa")) {
+      try {
+        return Promise.resolve(sign(this.hash, data, options));
+      } catch (err) {
+        return Promise.reject(err as Error);
+      }
+    }
+    return new Promise((resolve, reject) => sign(this.hash, data, options, (err, sig) => (err ? reject(err) : resolve(sig))));
   }
 }
 
