@@ -101,6 +101,50 @@ function constantPath(path: string, notFound: unknown): (d: any) => unknown {
   };
 }
 
+/**
+ * `{var: "field"}` compared with a constant (`action == "login"`, `bytes_out > 1900000`), the commonest
+ * condition of all: one closure reading the field and comparing, instead of a comparison calling a var closure.
+ * Same semantics as the two-closure form: the var's lookup (missing or null/undefined data → its default) then
+ * the operator.
+ */
+function fieldAgainstConstant(op: string, values: unknown[]): Compiled | undefined {
+  const v = values[0];
+  const k = values[1];
+  if (!isLogic(v) || Object.keys(v)[0] !== "var" || !isPrimitive(k) || k === undefined) return undefined;
+  const raw = v.var;
+  const args: unknown[] = Array.isArray(raw) ? raw : [raw];
+  const p = args[0];
+  if (args.length === 0 || args.length > 2 || (typeof p !== "string" && typeof p !== "number") || p === "" || String(p).includes(".")) return undefined;
+  if (args.length === 2 && !isPrimitive(args[1])) return undefined;
+  const f = String(p);
+  const nf = args.length === 1 || args[1] === undefined ? null : args[1];
+  const get = (d: any): any => {
+    if (d === null || d === undefined) return nf;
+    const x = d[f];
+    return x === undefined ? nf : x;
+  };
+  const c: any = k;
+  switch (op) {
+    case "==":
+      return (d) => get(d) == c;
+    case "!=":
+      return (d) => get(d) != c;
+    case "===":
+      return (d) => get(d) === c;
+    case "!==":
+      return (d) => get(d) !== c;
+    case ">":
+      return (d) => get(d) > c;
+    case ">=":
+      return (d) => get(d) >= c;
+    case "<":
+      return (d) => get(d) < c;
+    case "<=":
+      return (d) => get(d) <= c;
+  }
+  return undefined;
+}
+
 /** A field getter with `var` semantics (missing → null), for group_by and distinct fields. */
 export function fieldGetter(path: string): (event: unknown) => unknown {
   return constantPath(path, null);
@@ -267,6 +311,8 @@ class Compiler {
   /** Operators whose arguments are all evaluated first (json-logic-js's depth-first rule). */
   private operation(op: string, values: unknown[], c: Compiled[], at: (string | number)[]): Compiled {
     const n = c.length;
+    const fused = n === 2 ? fieldAgainstConstant(op, values) : undefined;
+    if (fused) return fused;
     const a0 = c[0] ?? (() => undefined);
     const a1 = c[1] ?? (() => undefined);
     const a2 = c[2] ?? (() => undefined);

@@ -375,7 +375,13 @@ class SequenceState extends RuleState {
   onEvent(rule: CompiledRule, ev: NormalizedEvent, ts: number, host: Host): void {
     const steps = rule.steps;
     let matched = 0;
-    for (let s = 0; s < steps.length; s++) if (steps[s]!(ev)) matched |= 1 << s;
+    for (let s = 0; s < steps.length; s++) {
+      const f = steps[s]!;
+      // A step with the same condition as the one before shares its closure (rules.ts) and its answer.
+      if (s > 0 && f === steps[s - 1]) {
+        if (matched & (1 << (s - 1))) matched |= 1 << s;
+      } else if (f(ev)) matched |= 1 << s;
+    }
     // Only a first step can start a group: without one and without groups there is nothing to look up.
     if (matched === 0 || (!(matched & 1) && this.groups.size === 0)) return;
     const key = host.key(this.sig, rule, ev);
@@ -441,6 +447,8 @@ interface Pending {
   id: string;
   done: boolean;
 }
+/** The waits of a group that has none: shared, never mutated (a wait is only ever added to a list by replacing an empty one with a one-element literal). */
+const NO_WAITS: Pending[] = [];
 interface AGroup {
   key: string;
   /**
@@ -482,7 +490,7 @@ class AbsenceState extends RuleState {
     if (g === undefined) {
       if (!isA) return;
       this.makeRoom(this.groups, rule, host, ts, aSize);
-      g = { key, group: keyIsValue(rule, key) ? undefined : rule.groupValues(ev), pending: [], seen: undefined, until: -Infinity };
+      g = { key, group: keyIsValue(rule, key) ? undefined : rule.groupValues(ev), pending: NO_WAITS, seen: undefined, until: -Infinity };
       this.groups.set(key, g);
     }
     const T = rule.windowMs;

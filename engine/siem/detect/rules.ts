@@ -218,7 +218,14 @@ export function compileRule(state: DesiredState, doc: RuleDoc): CompiledRule {
   let expect: Predicate | undefined;
   let windowMs = doc.window ? parseDuration(doc.window) : 0;
   if (doc.kind === "sequence" && doc.sequence) {
-    steps = doc.sequence.steps.map((s, i) => pred(s.where, `sequence.steps.${i}.where`));
+    // Steps with the same condition (e.g. two failures then a success) share one closure: the engine evaluates it once per event.
+    const same = new Map<string, Predicate>();
+    steps = doc.sequence.steps.map((s, i) => {
+      const k = JSON.stringify(s.where);
+      let p = same.get(k);
+      if (p === undefined) same.set(k, (p = pred(s.where, `sequence.steps.${i}.where`)));
+      return p;
+    });
     kindActions = union(doc.sequence.steps.map((s) => actionsOf(s.where)));
     windowMs = parseDuration(doc.sequence.within);
   } else if (doc.kind === "absence" && doc.absence) {

@@ -115,7 +115,34 @@ function run(f: () => unknown): { ok: true; value: unknown } | { ok: false } {
   }
 }
 
+/** A field compared with a constant, the form compiled to one fused closure (every var form and operator it takes). */
+const fieldVsConstant = fc
+  .tuple(
+    fc.constantFrom("==", "===", "!=", "!==", ">", ">=", "<", "<="),
+    fc.constantFrom(...paths, "1", 0, 1),
+    fc.constantFrom("plain", "array", "default"),
+    scalar,
+    scalar,
+  )
+  .map(([op, p, form, k, def]) => ({ [op]: [form === "plain" ? { var: p } : form === "array" ? { var: [p] } : { var: [p, def] }, k] }));
+
 describe("compiled JSON Logic equals json-logic-js", () => {
+  it("on a field compared with a constant (the fused form), in events and inside map/filter", () => {
+    fc.assert(
+      fc.property(fieldVsConstant, data, fc.boolean(), (e, d, scoped) => {
+        root = d;
+        const x = scoped ? { map: [{ var: "arr" }, e] } : e;
+        const want = run(() => jsonLogic.apply(x as any, d));
+        const got = run(() => compileLogic(x, { lists, pinSets })(d));
+        expect(got.ok).toBe(want.ok);
+        if (got.ok && want.ok && !same(got.value, want.value)) {
+          throw new Error(`differs: ${JSON.stringify(x)} on ${JSON.stringify(d)}: compiled ${String(got.value)} vs ${String(want.value)}`);
+        }
+      }),
+      { numRuns: 5_000 },
+    );
+  });
+
   it("on random expressions and events", () => {
     fc.assert(
       fc.property(expr, data, (e, d) => {

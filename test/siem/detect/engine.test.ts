@@ -186,6 +186,32 @@ describe("sequence", () => {
     engine.process(ev(6 * M, { action: "admin_action", user_id: "u" }));
     expect(alerts).toHaveLength(0);
   });
+
+  it("repeated steps (two failures then a success; their shared condition is evaluated once) need one event each", async () => {
+    const fail = { and: [{ "==": [{ var: "action" }, "login"] }, { "==": [{ var: "result" }, "failure"] }] };
+    const brute: Partial<RuleDoc> = {
+      id: "s-brute",
+      title: "brute force that worked",
+      severity: "high",
+      kind: "sequence",
+      group_by: ["user_id"],
+      sequence: { within: "5m", steps: [{ where: fail }, { where: structuredClone(fail) }, { where: { and: [{ "==": [{ var: "action" }, "login"] }, { "==": [{ var: "result" }, "success"] }] } }] },
+    };
+    const { engine, alerts } = await engineFor([brute]);
+    const evs = [
+      ev(0, { action: "login", result: "failure", user_id: "u" }),
+      ev(1 * S, { action: "login", result: "success", user_id: "u" }),
+      ev(2 * S, { action: "login", result: "failure", user_id: "u" }),
+      ev(3 * S, { action: "login", result: "success", user_id: "u" }),
+    ];
+    engine.process(evs[0]!);
+    engine.process(evs[1]!);
+    expect(alerts).toHaveLength(0);
+    engine.process(evs[2]!);
+    engine.process(evs[3]!);
+    expect(alerts).toHaveLength(1);
+    expect(alerts[0]!.alert.events).toEqual([evs[0]!.event_id, evs[2]!.event_id, evs[3]!.event_id]);
+  });
 });
 
 describe("absence", () => {
