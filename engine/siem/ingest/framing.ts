@@ -13,8 +13,10 @@ export class FramingError extends Error {
   }
 }
 
+const EMPTY = Buffer.alloc(0);
+
 export class SyslogFramer {
-  private buf: Buffer = Buffer.alloc(0);
+  private buf: Buffer = EMPTY;
 
   constructor(private readonly maxFrame: number) {}
 
@@ -29,9 +31,48 @@ export class SyslogFramer {
    * must then be closed: there is no way to find the next frame).
    */
   push(chunk: Buffer): Buffer[] {
-    const buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
     const frames: Buffer[] = [];
-    let pos = 0;
+    if (this.buf.length === 0) return this.scan(chunk, 0, frames);
+    // A frame the last read cut: joined with only the bytes of this chunk that finish it. Joining the
+    // whole chunk copied every read (a read nearly always ends inside a frame) into a new buffer.
+    const need = this.needed(chunk);
+    if (need < 0 || need >= chunk.length) {
+      const all = Buffer.concat([this.buf, chunk]);
+      this.buf = EMPTY;
+      return this.scan(all, 0, frames);
+    }
+    const head = Buffer.concat([this.buf, chunk.subarray(0, need)]);
+    this.buf = EMPTY;
+    this.scan(head, 0, frames);
+    // the held bytes were one frame's start, so `head` is that frame exactly
+    if (this.buf.length > 0) {
+      const rest = Buffer.concat([this.buf, chunk.subarray(need)]);
+      this.buf = EMPTY;
+      return this.scan(rest, 0, frames);
+    }
+    return this.scan(chunk, need, frames);
+  }
+
+  /** Bytes of `chunk` that complete the held frame, or -1 when that is not known yet. */
+  private needed(chunk: Buffer): number {
+    const b = this.buf;
+    const c = b[0]!;
+    if (c >= 0x30 && c <= 0x39) {
+      let len = 0;
+      let i = 0;
+      while (i < b.length && b[i]! >= 0x30 && b[i]! <= 0x39 && i < 10) len = len * 10 + (b[i++]! - 0x30);
+      if (i >= b.length || b[i] !== 0x20) return -1; // the length is not complete (or not valid: scan says so)
+      return i + 1 + len - b.length;
+    }
+    if (c === 0x3c) {
+      const lf = chunk.indexOf(0x0a);
+      return lf < 0 ? -1 : lf + 1;
+    }
+    return -1;
+  }
+
+  private scan(buf: Buffer, from: number, frames: Buffer[]): Buffer[] {
+    let pos = from;
     const n = buf.length;
     while (pos < n) {
       const c = buf[pos]!;
@@ -71,7 +112,7 @@ export class SyslogFramer {
       }
     }
     // copy the tail so the big read buffer can be collected
-    this.buf = pos >= n ? Buffer.alloc(0) : Buffer.from(buf.subarray(pos));
+    this.buf = pos >= n ? EMPTY : Buffer.from(buf.subarray(pos));
     return frames;
   }
 }

@@ -121,24 +121,18 @@ export type StoreFields = Pick<NormalizedEvent, "event_id" | "timestamp" | "rece
  */
 export function fieldsOf(doc: string): StoreFields | undefined {
   if (doc.charCodeAt(0) !== 123 || doc.charCodeAt(1) !== 34 || doc.indexOf("{", 1) >= 0 || doc.indexOf("[") >= 0) return undefined;
-  let bad = false;
-  const get = (key: string): string | undefined => {
+  // the value of the top-level key `pattern` names (`,"key":`), undefined when absent, null when not a plain string
+  const get = (pattern: string): string | undefined | null => {
     let start: number;
-    const at = doc.indexOf(',"' + key + '":');
-    if (at >= 0) start = at + key.length + 4;
-    else if (doc.startsWith('{"' + key + '":')) start = key.length + 4;
+    const at = doc.indexOf(pattern);
+    if (at >= 0) start = at + pattern.length;
+    else if (doc.startsWith(pattern.slice(1), 1)) start = pattern.length;
     else return undefined;
-    if (doc.charCodeAt(start) !== 34) {
-      bad = true; // not a string: let JSON.parse say what it is
-      return undefined;
-    }
+    if (doc.charCodeAt(start) !== 34) return null;
     let end = start;
     for (;;) {
       end = doc.indexOf('"', end + 1);
-      if (end < 0) {
-        bad = true;
-        return undefined;
-      }
+      if (end < 0) return null;
       let k = end - 1;
       while (doc.charCodeAt(k) === 92) k--;
       if ((end - 1 - k) % 2 === 0) break; // an even run of backslashes: this quote ends the string
@@ -146,9 +140,14 @@ export function fieldsOf(doc: string): StoreFields | undefined {
     const raw = doc.slice(start + 1, end);
     return raw.indexOf("\\") < 0 ? raw : (JSON.parse(doc.slice(start, end + 1)) as string);
   };
-  const f = { event_id: get("event_id"), timestamp: get("timestamp"), received_at: get("received_at"), component: get("component"), action: get("action"), user_id: get("user_id") };
-  if (bad || f.event_id === undefined || f.timestamp === undefined || f.received_at === undefined) return undefined;
-  return f as StoreFields;
+  const event_id = get(',"event_id":');
+  const timestamp = get(',"timestamp":');
+  const received_at = get(',"received_at":');
+  const component = get(',"component":');
+  const action = get(',"action":');
+  const user_id = get(',"user_id":');
+  if (typeof event_id !== "string" || typeof timestamp !== "string" || typeof received_at !== "string" || component === null || action === null || user_id === null) return undefined;
+  return { event_id, timestamp, received_at, component, action, user_id };
 }
 
 /**

@@ -22,6 +22,42 @@ describe("syslog framing (RFC 5425 octet counting, LF accepted)", () => {
     );
   });
 
+  it("gives the same frames, errors included, for any stream cut into any reads as for the stream in one read", () => {
+    const frame = fc.oneof(
+      fc.string({ unit: fc.constantFrom("a", "é", " ", "1", "<", "\n", "😀"), maxLength: 300 }).map((m) => { const b = Buffer.from(`<13>1 - - - - - - ${m}`); return Buffer.concat([Buffer.from(`${b.length} `), b]); }),
+      fc.string({ unit: fc.constantFrom("a", "é", " ", "1", "<"), maxLength: 300 }).map((m) => Buffer.from(`<14>${m}${m.length % 2 ? "\r" : ""}\n`)),
+      fc.constantFrom(Buffer.from("\n"), Buffer.from("0 x"), Buffer.from("12x"), Buffer.from([0xff]), Buffer.from("999999 <13>")),
+    );
+    const run = (stream: Buffer, cuts: number[]) => {
+      const f = new SyslogFramer(400);
+      const out: string[] = [];
+      let prev = 0;
+      try {
+        for (const p of [...cuts, stream.length]) {
+          out.push(...f.push(stream.subarray(prev, p)).map((b) => b.toString("latin1")));
+          prev = p;
+        }
+      } catch (e) {
+        out.push(`error ${(e as FramingError).code}`);
+        return out;
+      }
+      out.push(`pending ${f.pending}`);
+      return out;
+    };
+    fc.assert(
+      fc.property(fc.array(frame, { maxLength: 30 }), fc.array(fc.nat(), { maxLength: 40 }), (frames, raw) => {
+        const stream = Buffer.concat(frames);
+        const cuts = [...new Set(raw.map((x) => x % (stream.length + 1)))].sort((a, b) => a - b);
+        const whole = run(stream, []);
+        const cut = run(stream, cuts);
+        if (!whole[whole.length - 1]!.startsWith("error")) expect(cut).toEqual(whole);
+        // with an error, one read loses its frames with the connection; cut reads gave theirs before it
+        else expect(cut[cut.length - 1]).toBe(whole[whole.length - 1]);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
   it("refuses oversized frames, bad lengths and garbage with a named reason", () => {
     const err = (input: string | Buffer, max = 100) => {
       try {

@@ -29,6 +29,21 @@ createInterface({ input: process.stdin }).on("line", (line) => {
     process.stdout.write(JSON.stringify({ lastSeq: s.lastSeq, cursors: s.cursors, stored: cmd === "status" ? service.store?.count() : -1, vmHwmKb: hwm() }) + "\n");
   }
 });
+// VIW_GC_STATS=1: the main thread's time in each kind of garbage collection, on stderr at exit (benchmark profiling)
+const gc: Record<string, { n: number; ms: number }> = {};
+if (process.env.VIW_GC_STATS) {
+  const { PerformanceObserver, constants } = await import("node:perf_hooks");
+  const kinds: Record<number, string> = { [constants.NODE_PERFORMANCE_GC_MINOR]: "minor", [constants.NODE_PERFORMANCE_GC_MAJOR]: "major", [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: "incremental", [constants.NODE_PERFORMANCE_GC_WEAKCB]: "weakcb" };
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const k = kinds[(e.detail as { kind: number }).kind] ?? "other";
+      const g = (gc[k] ??= { n: 0, ms: 0 });
+      g.n++;
+      g.ms += e.duration;
+    }
+  }).observe({ entryTypes: ["gc"] });
+}
 process.on("SIGTERM", () => {
+  if (process.env.VIW_GC_STATS) process.stderr.write(`gc: ${JSON.stringify(gc)} lastSeq ${service.journal.lastSeq()}\n`);
   void service.close().then(() => process.exit(0));
 });
