@@ -676,6 +676,8 @@ export class Engine implements Host {
   lateEvents = 0;
   invalidEvents = 0;
   futureEvents = 0;
+  /** (event, rule) pairs the dispatch offered (each evaluates the rule's remaining condition): the index's reach, for benchmarks. */
+  offered = 0;
 
   constructor(rules: readonly CompiledRule[], opts: EngineOptions) {
     this.latenessMs = opts.latenessMs ?? DEFAULT_LATENESS_MS;
@@ -823,6 +825,7 @@ export class Engine implements Host {
     if (late === undefined) return;
     const result = ev.result;
     const list = typeof result === "string" ? (d.byResult.get(result) ?? d.other) : d.all;
+    this.offered += list.length;
     for (let i = 0; i < list.length; i++) {
       const o = list[i]!;
       this.offer(o.rt, o.where, ev, ts, late);
