@@ -174,14 +174,22 @@ const idAt = db.prepare(${JSON.stringify(ID_AT_SQL)});
 const eidOf = ${eidOf.toString()};
 const storeEvent = ${storeEvent.toString()};
 const fieldsOf = ${fieldsOf.toString()};
-const write = db.transaction((rows) => {
+// records come as one text, "index TAB json" lines (JSON text has no raw LF): one string to copy between threads, not two per record
+const write = db.transaction((text) => {
   let added = 0;
-  for (let i = 0; i < rows.length; i += 2) added += storeEvent(insert, idAt, eidOf, rows[i], fieldsOf(rows[i + 1]) ?? JSON.parse(rows[i + 1]), rows[i + 1]);
+  for (let at = 0; at < text.length; ) {
+    const tab = text.indexOf("\\t", at);
+    let nl = text.indexOf("\\n", tab);
+    if (nl < 0) nl = text.length;
+    const doc = text.slice(tab + 1, nl);
+    added += storeEvent(insert, idAt, eidOf, text.slice(at, tab), fieldsOf(doc) ?? JSON.parse(doc), doc);
+    at = nl + 1;
+  }
   return added;
 });
 parentPort.on("message", (m) => {
   if (m.close) { db.close(); parentPort.close(); return; }
-  try { parentPort.postMessage({ id: m.id, ok: true, added: write(m.rows) }); }
+  try { parentPort.postMessage({ id: m.id, ok: true, added: write(m.text) }); }
   catch (e) { parentPort.postMessage({ id: m.id, ok: false, error: String((e && e.message) || e) }); }
 });
 `;
@@ -250,17 +258,13 @@ export class EventStore {
   write(records: readonly RawRecord[]): Promise<number> {
     if (records.length === 0) return Promise.resolve(0);
     const w = (this.writer ??= this.startWriter());
-    const rows: string[] = new Array(records.length * 2);
-    let i = 0;
-    for (const r of records) {
-      rows[i++] = r.index;
-      rows[i++] = r.json;
-    }
+    let text = "";
+    for (const r of records) text += text === "" ? r.index + "\t" + r.json : "\n" + r.index + "\t" + r.json;
     const id = ++this.nextWrite;
     return new Promise((resolve, reject) => {
       this.writes.set(id, { resolve, reject });
       w.ref();
-      w.postMessage({ id, rows });
+      w.postMessage({ id, text });
     });
   }
 
