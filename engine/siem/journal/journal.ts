@@ -3,6 +3,7 @@ import { mkdirSync, statfsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname } from "node:path";
 import { Worker } from "node:worker_threads";
+import { canonicalJson } from "../../config/index.js";
 import type { Journal, JournalItem, JournalRecord, NormalizedEvent } from "./contract.js";
 
 export interface JournalOptions {
@@ -35,7 +36,11 @@ export interface JournalStats {
 /**
  * The record's event as the journal holds it (JSON text), attached to records
  * that `read` returns: a sink that stores JSON (the embedded store) takes it
- * instead of serializing the event again. A symbol, so it is invisible to
+ * instead of serializing the event again. The text is the event's RFC 8785
+ * canonical JSON (the normalizer's, else canonicalJson at append) unless the
+ * event had no canonical form (a NaN: then JSON.stringify's, where it is null);
+ * either way it equals canonicalJson(JSON.parse(text)), so a consumer that
+ * seals canonical bytes can take it as is. A symbol, so it is invisible to
  * JSON.stringify and to consumers that do not ask for it.
  */
 export const RAW_JSON: unique symbol = Symbol("viw.journal.rawJson");
@@ -260,7 +265,7 @@ export class LocalJournal implements Journal {
     try {
       for (const g of groups) {
         for (const item of g.items!) {
-          const text = item.json ?? JSON.stringify(item.event);
+          const text = item.json ?? canonicalText(item.event);
           index[i] = item.index;
           json[i++] = text;
           // V8 builds this as a rope: cheaper than join() over a second array
@@ -525,6 +530,16 @@ export class LocalJournal implements Journal {
     this.writer.postMessage({ close: true });
     await exited;
     this.db.close();
+  }
+}
+
+/** canonicalJson, or JSON.stringify's text for an event canonicalJson refuses (NaN, Infinity), whose parse is canonical again. */
+function canonicalText(event: NormalizedEvent): string {
+  try {
+    return canonicalJson(event);
+  } catch {
+    const text = JSON.stringify(event);
+    return canonicalJson(JSON.parse(text));
   }
 }
 

@@ -2,7 +2,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { consume, openJournal, type JournalRecord, type LocalJournal } from "../../../engine/siem/journal/index.js";
+import { canonicalJson } from "../../../engine/config/index.js";
+import { consume, openJournal, rawJson, type JournalRecord, type LocalJournal } from "../../../engine/siem/journal/index.js";
 
 const dirs: string[] = [];
 const open: LocalJournal[] = [];
@@ -35,6 +36,21 @@ describe("journal", () => {
     expect(recs[0]!.event.event_id).toBe("e3");
     expect(recs[0]!.index).toBe("viw-auth");
     expect(journal.read(6, 10)).toEqual([]);
+  });
+
+  it("holds each event as its RFC 8785 canonical JSON (the text given with it, else canonicalJson), so sealing may take it as is", async () => {
+    const journal = j(join(tmp(), "j.db"));
+    const given = '{"action":"login","event_id":"g","received_at":"2026-11-22T10:00:00.000Z","timestamp":"2026-11-22T10:00:00.000Z"}';
+    await journal.append([
+      { index: "viw-auth", event: { user_id: "ü", event_id: "a", timestamp: "2026-11-22T10:00:00.000Z", received_at: "2026-11-22T10:00:00.000Z", extra: { z: 1, a: [2, { y: null, b: "\u2028" }] } } },
+      { index: "viw-auth", event: { event_id: "nan", timestamp: "2026-11-22T10:00:00.000Z", received_at: "2026-11-22T10:00:00.000Z", duration_ms: Number.NaN } },
+      { index: "viw-auth", event: JSON.parse(given), json: given },
+    ]);
+    const recs = journal.read(0, 10);
+    expect(recs.map((r) => rawJson(r))).toEqual(recs.map((r) => canonicalJson(r.event)));
+    expect(rawJson(recs[0]!)).toBe('{"event_id":"a","extra":{"a":[2,{"b":"\u2028","y":null}],"z":1},"received_at":"2026-11-22T10:00:00.000Z","timestamp":"2026-11-22T10:00:00.000Z","user_id":"ü"}');
+    expect(recs[1]!.event.duration_ms).toBeNull();
+    expect(rawJson(recs[2]!)).toBe(given);
   });
 
   it("keeps records, seq and cursors across a reopen; never reuses a seq after compaction", async () => {
