@@ -22,6 +22,8 @@
 //   VIW_BENCH_PROFILE=DIR writes the servers' --cpu-prof profiles there;
 //   VIW_BENCH_NODE_ARGS (e.g. --perf-basic-prof) is added to the servers' node options;
 //   VIW_BENCH_WITHOUT=ja3,journal,revocation leaves those parts out of the audited arm (where the cost goes).
+// On a loaded machine the CPU figures swing by ±20% per round; test/bench/audit-instructions.mjs
+// counts instructions per handshake instead (callgrind), which the load does not change.
 import { execFile as execFileCb, execFileSync, fork } from "node:child_process";
 import { cpSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { generateKeyPairSync } from "node:crypto";
@@ -33,6 +35,8 @@ const DIST = join(import.meta.dirname, "../../dist/engine");
 const REPO = join(import.meta.dirname, "../..");
 
 if (process.argv[2] === "serve") await serve(JSON.parse(process.argv[3]));
+// The CA and certificates only (for test/bench/audit-instructions.mjs): prints the files as JSON.
+else if (process.argv[2] === "make-ca") process.stdout.write(JSON.stringify(await makeCa(process.argv[3])) + "\n");
 else await drive();
 
 async function drive() {

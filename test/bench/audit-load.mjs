@@ -4,7 +4,7 @@
 // offered for resumption) carrying one HTTP request, closed by the server
 // after the answer (Connection: close).
 // Usage: node audit-load.mjs CONFIG_JSON  ->  prints {"count","failed","seconds","rate","cpuUs" (client CPU per connection)}
-//   CONFIG_JSON: {port, ca, cert, key, seconds, concurrency, path?}
+//   CONFIG_JSON: {port, ca, cert, key, seconds, concurrency, path?, count? (stop after this many connections)}
 import { readFileSync } from "node:fs";
 import tls from "node:tls";
 
@@ -37,9 +37,14 @@ function once() {
 const start = Date.now();
 const cpu0 = process.cpuUsage();
 const until = start + cfg.seconds * 1000;
+// With cfg.count, exactly that many connections (the instruction-count bench wants the same workload in each arm).
+let started = 0;
 await Promise.all(
   Array.from({ length: cfg.concurrency }, async () => {
-    while (Date.now() < until) await once();
+    while (Date.now() < until && (cfg.count === undefined || started < cfg.count)) {
+      started++;
+      await once();
+    }
   }),
 );
 const seconds = (Date.now() - start) / 1000;
