@@ -5,7 +5,7 @@ import { join } from "node:path";
 import type { Registry } from "prom-client";
 import type { DesiredState, Identity } from "../../config/index.js";
 import { ServiceError, type Prepared, type Service } from "../../gitops/service.js";
-import { consume, openJournal, type Consumer, type LocalJournal, type RawRecord } from "../journal/index.js";
+import { consume, openJournal, type Consumer, type LocalJournal, type TextChunk } from "../journal/index.js";
 import { createEnricher, Normalizer, noEnrichment, type Enricher, type EnrichOptions } from "../normalize/index.js";
 import { openStore, queryPlugin, type EventStore } from "../store/index.js";
 import { ElasticSink, type ElasticSinkOptions } from "../elastic/index.js";
@@ -84,7 +84,8 @@ export async function createSiemService(opts: SiemServiceOptions): Promise<SiemS
     ? new ElasticSink({ ...opts.elasticsearch, deadLetterFile: opts.elasticsearch?.deadLetterFile ?? join(opts.dataDir, "elastic", "dead-letter.ndjson"), log })
     : undefined;
   const consumers: Consumer[] = [];
-  if (store) consumers.push(consume<RawRecord>(journal, "store", (records) => store.write(records), { read: (after, limit) => journal.readRaw(after, limit), batch: 5000, onError: (e) => log("store sink failed; retrying", e) }));
+  // the store takes the journal's text as it is: no string or object per record on this thread
+  if (store) consumers.push(consume<TextChunk>(journal, "store", (chunks) => store.writeText(chunks.length === 1 ? chunks[0]!.text : chunks.map((c) => c.text).join("")), { read: (after, limit) => journal.readText(after, limit), batch: 5000, onError: (e) => log("store sink failed; retrying", e) }));
   if (elastic) consumers.push(consume(journal, "elasticsearch", elastic.handle, { batch: 5000, onError: (e) => log("elasticsearch sink failed; retrying", e) }));
 
   const ctx = {

@@ -5,7 +5,7 @@
  */
 export type { Journal, JournalItem, JournalRecord, NormalizedEvent } from "./contract.js";
 export { openJournal, LocalJournal, RAW_JSON, rawJson } from "./journal.js";
-export type { RawRecord } from "./journal.js";
+export type { RawRecord, TextChunk } from "./journal.js";
 export type { JournalOptions, JournalStats } from "./journal.js";
 export { consume } from "./consume.js";
 export type { Consumer, ConsumeOptions } from "./consume.js";

@@ -94,14 +94,28 @@ export interface RawRecord {
   json: string;
 }
 
-/** One commit group decoded: records first..last, their index and JSON text by position. */
+/**
+ * One commit group: records first..last as the `index TAB json LF` lines it
+ * was written as. Split into per-record strings only when a consumer reads
+ * records one by one (`lines`); a sink taking text (`readText`) gets slices.
+ */
 interface Group {
   first: number;
   last: number;
-  index: string[];
-  json: string[];
+  data: string;
   /** Characters held, for the tail cache's bound. */
   size: number;
+  index?: string[];
+  json?: string[];
+  /** Where each line starts (and, last, the end), computed when a read starts inside the group. */
+  starts?: Int32Array;
+}
+
+/** Records of a journal as text: `index TAB json LF` lines for the records up to and including `seq`, `count` of them. */
+export interface TextChunk {
+  seq: number;
+  count: number;
+  text: string;
 }
 
 /** Committed groups kept decoded in memory, so consumers near the head never touch SQLite: 16 Mi characters of JSON (peak memory stays under 500 MB). */
@@ -258,18 +272,12 @@ export class LocalJournal implements Journal {
       this.pendingCount = 0;
     }
     const first = this.last + 1;
-    const index: string[] = new Array(count);
-    const json: string[] = new Array(count);
     let data = "";
-    let i = 0;
     try {
       for (const g of groups) {
         for (const item of g.items!) {
-          const text = item.json ?? canonicalText(item.event);
-          index[i] = item.index;
-          json[i++] = text;
-          // V8 builds this as a rope: cheaper than join() over a second array
-          data += item.index + "\t" + text + "\n";
+          // V8 builds this as a rope (flattened once, when it is posted): cheaper than join() over an array
+          data += item.index + "\t" + (item.json ?? canonicalText(item.event)) + "\n";
         }
       }
     } catch (err) {
@@ -279,7 +287,7 @@ export class LocalJournal implements Journal {
       return;
     }
     for (const g of groups) g.items = undefined;
-    this.inflight = { groups, group: { first, last: first + count - 1, index, json, size: data.length } };
+    this.inflight = { groups, group: { first, last: first + count - 1, data, size: data.length } };
     this.writer.ref();
     this.writer.postMessage({ first, last: first + count - 1, data });
   }
@@ -375,7 +383,7 @@ export class LocalJournal implements Journal {
     if (!row || row.last < seq) row = this.stmt.groupAfter.get(seq) as Row | undefined;
     // bounded by the announced head: the writer thread's commit is visible a moment before its reply arrives
     if (!row || row.first > this.last) return undefined;
-    const g = decodeGroup(row.first, row.last, row.data);
+    const g: Group = { first: row.first, last: row.last, data: row.data, size: row.data.length };
     this.decoded.push(g);
     if (this.decoded.length > 2) this.decoded.shift();
     return g;
@@ -388,15 +396,39 @@ export class LocalJournal implements Journal {
       const g = this.groupFrom(seq);
       if (!g) return;
       if (seq < g.first) seq = g.first;
+      lines(g);
       for (; seq <= g.last && n < limit; seq++, n++) take(g, seq - g.first, seq);
     }
+  }
+
+  /**
+   * Records after `after` (at most `limit`) as text, a slice of each group's
+   * lines: for a sink that takes `index TAB json` lines as they are (the
+   * embedded store), with no string or object per record on this thread.
+   */
+  readText(after: number, limit: number): TextChunk[] {
+    const out: TextChunk[] = [];
+    let seq = Math.max(after, this.floor) + 1;
+    let n = 0;
+    while (n < limit) {
+      const g = this.groupFrom(seq);
+      if (!g) break;
+      if (seq < g.first) seq = g.first;
+      const count = Math.min(g.last - seq + 1, limit - n);
+      const whole = seq === g.first && count === g.last - g.first + 1;
+      const text = whole ? g.data : g.data.slice(lineStart(g, seq - g.first), lineStart(g, seq - g.first + count));
+      seq += count;
+      n += count;
+      out.push({ seq: seq - 1, count, text });
+    }
+    return out;
   }
 
   read(after: number, limit: number): JournalRecord[] {
     const out: JournalRecord[] = [];
     this.scan(after, limit, (g, k, seq) => {
-      const json = g.json[k]!;
-      out.push({ seq, index: g.index[k]!, event: JSON.parse(json) as NormalizedEvent, [RAW_JSON]: json } as JournalRecord);
+      const json = g.json![k]!;
+      out.push({ seq, index: g.index![k]!, event: JSON.parse(json) as NormalizedEvent, [RAW_JSON]: json } as JournalRecord);
     });
     return out;
   }
@@ -404,7 +436,7 @@ export class LocalJournal implements Journal {
   /** Like `read`, without parsing the events: for sinks that store the JSON as it is. */
   readRaw(after: number, limit: number): RawRecord[] {
     const out: RawRecord[] = [];
-    this.scan(after, limit, (g, k, seq) => out.push({ seq, index: g.index[k]!, json: g.json[k]! }));
+    this.scan(after, limit, (g, k, seq) => out.push({ seq, index: g.index![k]!, json: g.json![k]! }));
     return out;
   }
 
@@ -543,7 +575,10 @@ function canonicalText(event: NormalizedEvent): string {
   }
 }
 
-function decodeGroup(first: number, last: number, data: string): Group {
+/** Splits a group into its records' index and JSON strings (once; slices of its text). */
+function lines(g: Group): void {
+  if (g.json) return;
+  const { first, last, data } = g;
   const n = last - first + 1;
   const index: string[] = new Array(n);
   const json: string[] = new Array(n);
@@ -556,7 +591,26 @@ function decodeGroup(first: number, last: number, data: string): Group {
     json[k] = data.slice(tab + 1, nl);
     at = nl + 1;
   }
-  return { first, last, index, json, size: data.length };
+  g.index = index;
+  g.json = json;
+}
+
+/** Offset in the group's text where its k-th record (0-based) starts; k = count gives the end. */
+function lineStart(g: Group, k: number): number {
+  if (!g.starts) {
+    const n = g.last - g.first + 1;
+    const starts = new Int32Array(n + 1);
+    let at = 0;
+    for (let i = 0; i < n; i++) {
+      starts[i] = at;
+      const nl = g.data.indexOf("\n", at);
+      if (nl < 0) throw new Error(`journal group ${g.first}..${g.last} is damaged at record ${g.first + i}`);
+      at = nl + 1;
+    }
+    starts[n] = at;
+    g.starts = starts;
+  }
+  return g.starts[k]!;
 }
 
 export function openJournal(file: string, opts?: JournalOptions): LocalJournal {

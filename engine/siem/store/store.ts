@@ -256,10 +256,15 @@ export class EventStore {
    * moment the consumer may move its cursor.
    */
   write(records: readonly RawRecord[]): Promise<number> {
-    if (records.length === 0) return Promise.resolve(0);
-    const w = (this.writer ??= this.startWriter());
     let text = "";
-    for (const r of records) text += text === "" ? r.index + "\t" + r.json : "\n" + r.index + "\t" + r.json;
+    for (const r of records) text += r.index + "\t" + r.json + "\n";
+    return this.writeText(text);
+  }
+
+  /** Like `write`, for records as the journal's text (`index TAB json LF` lines, LocalJournal.readText). */
+  writeText(text: string): Promise<number> {
+    if (text.length === 0) return Promise.resolve(0);
+    const w = (this.writer ??= this.startWriter());
     const id = ++this.nextWrite;
     return new Promise((resolve, reject) => {
       this.writes.set(id, { resolve, reject });

@@ -167,11 +167,20 @@ describe("journal", () => {
     expect(raw.map((r) => [r.seq, r.index, JSON.parse(r.json)])).toEqual(parsed.map((r) => [r.seq, r.index, r.event]));
     const all = journal.read(0, 10_000);
     expect(all.map((r) => r.seq)).toEqual(Array.from({ length: 1000 }, (_, i) => i + 1));
+    // as text (the store's read): the same records' lines, whole groups or slices of them, wherever a read starts and stops
+    const asText = (after: number, limit: number) => journal.readRaw(after, limit).map((r) => `${r.index}\t${r.json}\n`).join("");
+    for (const [after, limit] of [[0, 10_000], [475, 100], [0, 50], [49, 1], [50, 50], [999, 5], [1000, 5], [10, 2000]] as const) {
+      const chunks = journal.readText(after, limit);
+      expect(chunks.map((c) => c.text).join("")).toBe(asText(after, limit));
+      expect(chunks.reduce((n, c) => n + c.count, 0)).toBe(Math.max(0, Math.min(limit, 1000 - after)));
+      if (chunks.length > 0) expect(chunks[chunks.length - 1]!.seq).toBe(Math.min(1000, after + limit));
+    }
 
     journal.commitCursor("a", 1000);
     journal.commitCursor("b", 123); // inside the third group (101..150)
     expect(journal.compact()).toBe(123);
     expect(journal.read(0, 3).map((r) => r.seq)).toEqual([124, 125, 126]);
+    expect(journal.readText(0, 3).map((c) => [c.seq, c.count, c.text.split("\n").length - 1])).toEqual([[126, 3, 3]]);
     await journal.close();
     journal = j(file);
     expect(journal.read(0, 3).map((r) => [r.seq, r.event.event_id])).toEqual([[124, "e124"], [125, "e125"], [126, "e126"]]);
