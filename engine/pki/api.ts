@@ -69,8 +69,10 @@ async function json(req: IncomingMessage, limit: number): Promise<unknown> {
 }
 
 async function handle(authority: Authority, req: IncomingMessage, res: ServerResponse, limit: number): Promise<void> {
-  const url = new URL(req.url ?? "/", "https://viw");
-  const path = url.pathname;
+  // The path split off by hand (a WHATWG URL parse per request is measurable on the hot path); the query only where a route has one.
+  const target = req.url ?? "/";
+  const q = target.indexOf("?");
+  const path = q < 0 ? target : target.slice(0, q);
   const who = identityOf(authority, req);
   const post = (handler: () => Promise<unknown>, status = 201) => {
     if (req.method !== "POST") throw new IssueError(400, "method", `${path} takes POST`);
@@ -86,7 +88,7 @@ async function handle(authority: Authority, req: IncomingMessage, res: ServerRes
     case "/v1/certs/revoke":
       return post(async () => authority.revoke(await json(req, limit), who), 200);
     case "/v1/ca/chain": {
-      const issuer = url.searchParams.get("issuer");
+      const issuer = new URLSearchParams(q < 0 ? "" : target.slice(q + 1)).get("issuer");
       if (!issuer) throw new IssueError(400, "bad_request", "issuer is required (?issuer=ID)", "issuer");
       const pem = authority.chain(issuer);
       res.writeHead(200, { "content-type": "application/pem-certificate-chain", "content-length": Buffer.byteLength(pem) });

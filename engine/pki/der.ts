@@ -12,9 +12,24 @@ export function derLength(n: number): Buffer {
   return Buffer.from([0x80 | bytes.length, ...bytes]);
 }
 
+/** One allocation per TLV (header and content written into it): certificates are built from many small ones. */
 export function tlv(tag: number, ...content: Uint8Array[]): Buffer {
-  const body = Buffer.concat(content);
-  return Buffer.concat([Buffer.from([tag]), derLength(body.length), body]);
+  let len = 0;
+  for (const c of content) len += c.length;
+  const lenBytes = len < 0x80 ? 0 : len < 0x100 ? 1 : len < 0x10000 ? 2 : len < 0x1000000 ? 3 : 4;
+  const out = Buffer.allocUnsafe(2 + lenBytes + len);
+  out[0] = tag;
+  if (lenBytes === 0) out[1] = len;
+  else {
+    out[1] = 0x80 | lenBytes;
+    for (let i = 0; i < lenBytes; i++) out[2 + i] = (len >>> (8 * (lenBytes - 1 - i))) & 0xff;
+  }
+  let o = 2 + lenBytes;
+  for (const c of content) {
+    out.set(c, o);
+    o += c.length;
+  }
+  return out;
 }
 
 export const sequence = (...content: Uint8Array[]): Buffer => tlv(0x30, ...content);

@@ -57,6 +57,18 @@ function regex(source: string): RegExp {
   return re;
 }
 
+/** CIDR ranges of the config parsed once, as the patterns above (the config validated them). */
+type Cidr = NonNullable<ReturnType<typeof parseCidr>>;
+const cidrs = new Map<string, Cidr>();
+function cidr(text: string): Cidr {
+  let c = cidrs.get(text);
+  if (!c) {
+    if (cidrs.size > 1000) cidrs.clear();
+    cidrs.set(text, (c = parseCidr(text)!));
+  }
+  return c;
+}
+
 /** `*` in a URI pattern stands for one segment without `/` or `:`. */
 function uriMatches(pattern: string, uri: string): boolean {
   let source = uriPatterns.get(pattern);
@@ -122,10 +134,9 @@ function checkSans(profile: ProfileDoc, issuer: IssuerDoc, sans: Sans, subjectCn
       throw deny(`DNS SAN ${d} is outside issuer ${issuer.id}'s name constraints (${issuer.permitted.dns.join(", ")})`, `${field}.dns`, "san_not_allowed");
     }
   }
-  const ranges = (rules.ip ?? []).map((r) => parseCidr(r)!);
   for (const ip of sans.ip) {
-    if (!ranges.some((r) => cidrContainsIp(r, ip))) throw deny(`IP SAN ${ip} is outside profile ${profile.id}'s allowed ranges (${(rules.ip ?? []).join(", ") || "none"})`, `${field}.ip`, "san_not_allowed");
-    if (issuer.permitted?.ip?.length && !issuer.permitted.ip.some((r) => cidrContainsIp(parseCidr(r)!, ip))) {
+    if (!(rules.ip ?? []).some((r) => cidrContainsIp(cidr(r), ip))) throw deny(`IP SAN ${ip} is outside profile ${profile.id}'s allowed ranges (${(rules.ip ?? []).join(", ") || "none"})`, `${field}.ip`, "san_not_allowed");
+    if (issuer.permitted?.ip?.length && !issuer.permitted.ip.some((r) => cidrContainsIp(cidr(r), ip))) {
       throw deny(`IP SAN ${ip} is outside issuer ${issuer.id}'s name constraints (${issuer.permitted.ip.join(", ")})`, `${field}.ip`, "san_not_allowed");
     }
   }
@@ -148,7 +159,7 @@ export function checkClientNames(client: IssuanceClient, sans: Sans): void {
   const n = client.names;
   if (!n) return;
   for (const d of sans.dns) if (!(n.dns ?? []).some((p) => dnsMatches(p, d))) throw new IssueError(403, "name_not_authorized", `client ${client.id} may not request DNS name ${d} (its names: ${(n.dns ?? []).join(", ") || "none"})`, "sans.dns");
-  for (const ip of sans.ip) if (!(n.ip ?? []).some((r) => cidrContainsIp(parseCidr(r)!, ip))) throw new IssueError(403, "name_not_authorized", `client ${client.id} may not request IP ${ip}`, "sans.ip");
+  for (const ip of sans.ip) if (!(n.ip ?? []).some((r) => cidrContainsIp(cidr(r), ip))) throw new IssueError(403, "name_not_authorized", `client ${client.id} may not request IP ${ip}`, "sans.ip");
   for (const u of sans.uri) if (!(n.uri ?? []).some((p) => uriMatches(p, u))) throw new IssueError(403, "name_not_authorized", `client ${client.id} may not request URI ${u}`, "sans.uri");
 }
 

@@ -102,7 +102,7 @@ export class CertStore {
   /** The WAL file, which the group commit syncs (SQLite keeps it while this connection is open). */
   private readonly wal: number;
   private batch: { params: unknown[]; resolve: () => void; reject: (e: Error) => void }[] = [];
-  private syncing = 0;
+  private syncing = false;
   private drained?: () => void;
 
   constructor(dataDir: string) {
@@ -141,7 +141,10 @@ export class CertStore {
   /** Durable before it resolves (see the class comment). */
   insert(rec: NewRecord): Promise<void> {
     return new Promise((resolve, reject) => {
-      if (this.batch.length === 0) setImmediate(this.commit);
+      // While a sync is under way the rows wait for it to end and then go
+      // together: one transaction and one sync per group, whatever the disk's
+      // sync latency, rather than many small overlapping ones.
+      if (this.batch.length === 0 && !this.syncing) setImmediate(this.commit);
       this.batch.push({ params: insertParams(rec), resolve, reject });
     });
   }
@@ -167,19 +170,20 @@ export class CertStore {
       }
     }
     if (written.length === 0) return this.settled();
-    this.syncing++;
+    this.syncing = true;
     fdatasync(this.wal, (err) => {
-      this.syncing--;
+      this.syncing = false;
       for (const b of written) {
         if (err) b.reject(err);
         else b.resolve();
       }
-      this.settled();
+      if (this.batch.length) this.commit();
+      else this.settled();
     });
   };
 
   private settled(): void {
-    if (this.syncing === 0 && this.batch.length === 0) this.drained?.();
+    if (!this.syncing && this.batch.length === 0) this.drained?.();
   }
 
   /** The rare updates are durable before they return, as the inserts. */

@@ -216,12 +216,18 @@ export function normalizeSerial(text: string): string | null {
 }
 
 export function toPem(der: Uint8Array, label = "CERTIFICATE"): string {
-  const b64 = Buffer.from(der).toString("base64").replace(/(.{64})/g, "$1\n").replace(/\n$/, "");
-  return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
+  const b64 = Buffer.from(der.buffer, der.byteOffset, der.byteLength).toString("base64");
+  let body = "";
+  for (let i = 0; i < b64.length; i += 64) body += b64.slice(i, i + 64) + "\n";
+  return `-----BEGIN ${label}-----\n${body}-----END ${label}-----\n`;
 }
+
+const PEM_BLOCKS = new Map<string, RegExp>();
 
 /** DER blocks of one label in a PEM text, in order. */
 export function fromPem(text: string, label = "CERTIFICATE"): Buffer[] {
-  const re = new RegExp(`-----BEGIN ${label}-----([A-Za-z0-9+/=\\s]+?)-----END ${label}-----`, "g");
-  return [...text.matchAll(re)].map((m) => Buffer.from(m[1]!.replace(/\s+/g, ""), "base64"));
+  let re = PEM_BLOCKS.get(label);
+  if (!re) PEM_BLOCKS.set(label, (re = new RegExp(`-----BEGIN ${label}-----([A-Za-z0-9+/=\\s]+?)-----END ${label}-----`, "g")));
+  // Buffer's base64 decoder skips the line breaks and spaces itself.
+  return [...text.matchAll(re)].map((m) => Buffer.from(m[1]!, "base64"));
 }
