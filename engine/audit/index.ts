@@ -3,8 +3,9 @@
  * - `AuditLog` — DATA/audit/audit.log (append-only, rotated by size and day),
  *   ACCESS_SESSION_* lines plus certRequest / revocation / crlPublish /
  *   configRevision / keyStoreFailure, each also journaled as a normalized event;
- *   `writeSession` queues the TLS session records, formatted, journaled and
- *   written in one pass per batch (within `flushMs`, 100 ms).
+ *   `writeSession` queues the TLS session records, formatted and written in one
+ *   pass per batch (within `flushMs`, 100 ms); journal copies follow in one
+ *   append per `journalBatchMs` (1 s).
  * - `auditTlsServer(server, {listener, audit, component, isRevoked?, idleTimeoutMs?})`
  *   — attaches to a node tls/https server (call before listen()).
  * - `clientTlsOptions()` — the VIW_TLS_* environment for `viw` commands' TLS clients.
