@@ -120,10 +120,12 @@ export async function parseCsr(pem: unknown): Promise<Csr> {
     subjectRdns = children(der, expect(subject, 0x30, "subject"));
     spki = expect(pk, 0x30, "subjectPKInfo");
     const [, keyBits] = children(der, spki);
-    bits = der.subarray(expect(keyBits, 0x03, "subjectPublicKey").content + 1, keyBits!.end);
+    if (der[expect(keyBits, 0x03, "subjectPublicKey").content] !== 0) throw new DerError("subjectPublicKey with unused bits");
+    bits = der.subarray(keyBits!.content + 1, keyBits!.end);
     attrs = a && a.tag === 0xa0 ? a : undefined;
     sigOid = oidText(der.subarray(children(der, expect(alg, 0x30, "signatureAlgorithm"))[0]!.content, children(der, alg!)[0]!.end));
     const s = expect(sig, 0x03, "signature");
+    if (der[s.content] !== 0) throw new DerError("signature with unused bits");
     signature = der.subarray(s.content + 1, s.end);
   } catch (err) {
     throw bad(`csr is not a PKCS#10 certification request (${(err as Error).message})`);

@@ -3,10 +3,12 @@
  * 2-core machine are pessimistic):
  *  - issuance over the mTLS API, 16 concurrent keep-alive clients, vs
  *    `cfssl serve` signing the same CSRs (plain HTTP and with mTLS);
- *    ours records every certificate durably (SQLite, synchronous=FULL, group
- *    commit) before answering, cfssl (no db config) records nothing; both
- *    sign with the same int-tls P-256 key, and the load client uses
- *    keep-alive for every peer;
+ *    ours records every certificate durably (SQLite WAL, one fdatasync per
+ *    group of rows) before answering, cfssl (no db config) records nothing;
+ *    both sign with the same int-tls P-256 key, and the load client uses
+ *    keep-alive for every peer. Beside them, the floor of any Node server
+ *    here: a do-nothing HTTPS server with the same TLS 1.3 + client
+ *    certificate setup answering a canned response of the same size;
  *  - issuance with the intermediate's key on SoftHSM2 (PKCS#11);
  *  - OCSP GET (RFC 5019) vs `cfssl ocspserve` serving pre-signed responses;
  *  - a CRL of 100,000 revoked entries (target < 2 s).
@@ -17,7 +19,9 @@
  *   npx vitest bench --run test/bench/pki.bench.ts
  */
 import { execFile as execFileCb, spawn, type ChildProcess } from "node:child_process";
-import { generateKeyPairSync, randomBytes } from "node:crypto";
+import { generateKeyPairSync, randomBytes, X509Certificate } from "node:crypto";
+import { createServer as createHttpsServer } from "node:https";
+import type { AddressInfo } from "node:net";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -99,6 +103,8 @@ const cfsslPlain: number[] = [];
 const cfsslTls: number[] = [];
 const oursPerCpu: number[] = [];
 const cfsslPerCpu: number[] = [];
+const floorRate: number[] = [];
+const floorPerCpu: number[] = [];
 {
   const cfg = join(p.dir, "cfssl.json");
   writeFileSync(cfg, JSON.stringify({ signing: { default: { expiry: "2160h", usages: ["digital signature", "server auth"] } } }));
@@ -124,6 +130,20 @@ const cfsslPerCpu: number[] = [];
   const cfsslBodies = csrs.map((csr) => JSON.stringify({ certificate_request: csr }));
   const ourBodies = csrs.map((csr) => JSON.stringify({ profile: "tls-gateway", csr }));
   const client = { ca: p.files.root, cert: p.files.backendCrt, key: p.files.backendKey };
+  // The floor: what the same TLS listener setup and load cost with no CA behind it.
+  const canned = JSON.stringify(await p.svc.authority.issue("server", { profile: "tls-gateway", csr: csrs[0] }, p.svc.authority.identify(new X509Certificate(readFileSync(p.files.backendCrt)))!));
+  const floor = createHttpsServer({ cert: lc.certificate + lc.chain[0], key: lk.privateKey.export({ type: "pkcs8", format: "pem" }), ca: readFileSync(p.files.ca), requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.3", maxVersion: "TLSv1.3" }, (req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      JSON.parse(Buffer.concat(chunks).toString("utf8"));
+      res.writeHead(201, { "content-type": "application/json", "content-length": Buffer.byteLength(canned) });
+      res.end(canned);
+    });
+  });
+  floor.keepAliveTimeout = 30_000;
+  await new Promise<void>((r) => floor.listen(0, "127.0.0.1", r));
+  const floorUrl = `https://127.0.0.1:${(floor.address() as AddressInfo).port}/v1/certs/issue/server`;
   for (let round = 0; round < 3; round++) {
     const cpu0 = cpuSeconds(process.pid);
     const o = await load({ url: `${p.issuance}/v1/certs/issue/server`, bodies: ourBodies, ...client });
@@ -137,14 +157,23 @@ const cfsslPerCpu: number[] = [];
     cfsslPerCpu.push(c.count / (cpuSeconds(plain.pid!) - ccpu0));
     const t = await load({ url: `https://127.0.0.1:${tlsPort}/api/v1/cfssl/sign`, bodies: cfsslBodies, ...client });
     if (t.statuses["200"]) cfsslTls.push(t.rate);
+    const fcpu0 = cpuSeconds(process.pid);
+    const f = await load({ url: floorUrl, bodies: ourBodies, ...client });
+    if (!f.statuses["201"] || Object.keys(f.statuses).length > 1) throw new Error(`floor: ${JSON.stringify(f.statuses)}`);
+    floorRate.push(f.rate);
+    floorPerCpu.push(f.count / (cpuSeconds(process.pid) - fcpu0));
   }
+  floor.close();
   results.push(
     `issuance, ${CONCURRENCY} clients: ours (mTLS, TLS 1.3, durable) ${median(ours).toFixed(0)}/s; cfssl serve (plain HTTP) ${median(cfsslPlain).toFixed(0)}/s -> ratio ${(median(ours) / median(cfsslPlain)).toFixed(2)}x` +
       (cfsslTls.length ? `; cfssl serve (mTLS) ${median(cfsslTls).toFixed(0)}/s -> ratio ${(median(ours) / median(cfsslTls)).toFixed(2)}x` : "; cfssl serve with mTLS did not answer") +
-      ". cfssl serve has no db config here, so it stores no certificate; ours records each durably (SQLite, synchronous=FULL, group commit) before it answers",
+      ". cfssl serve has no db config here, so it stores no certificate; ours records each durably (SQLite WAL, fdatasync per group) before it answers",
   );
   results.push(
-    `issuance per CPU-second of the server process: ours ${median(oursPerCpu).toFixed(0)} certs/CPU-s; cfssl serve (plain HTTP) ${median(cfsslPerCpu).toFixed(0)} certs/CPU-s -> ratio ${(median(oursPerCpu) / median(cfsslPerCpu)).toFixed(2)}x`,
+    `issuance per CPU-second of the server process: ours ${median(oursPerCpu).toFixed(0)} certs/CPU-s (${(1e6 / median(oursPerCpu)).toFixed(0)} us/cert); cfssl serve (plain HTTP) ${median(cfsslPerCpu).toFixed(0)} certs/CPU-s (${(1e6 / median(cfsslPerCpu)).toFixed(0)} us/cert) -> ratio ${(median(oursPerCpu) / median(cfsslPerCpu)).toFixed(2)}x`,
+  );
+  results.push(
+    `floor, a do-nothing Node HTTPS server (same TLS 1.3 + client certificate setup, same load, canned response of the same size): ${median(floorRate).toFixed(0)}/s (${(median(floorRate) / median(cfsslPlain)).toFixed(2)}x cfssl plain), ${median(floorPerCpu).toFixed(0)} requests/CPU-s (${(1e6 / median(floorPerCpu)).toFixed(0)} us/request)`,
   );
 }
 
