@@ -7,11 +7,11 @@
  * event is in that batch, with its inclusion proof. Format: README.md.
  */
 import { createHash } from "node:crypto";
-import type { KeyAlgorithm } from "../../config/index.js";
+import { canonicalJson, type KeyAlgorithm } from "../../config/index.js";
 import type { Signer } from "../../pki/signer.js";
 import type { NormalizedEvent } from "../journal/contract.js";
 import { eventIdsOf } from "./eventindex.js";
-import { canonicalLine, hashBatch, MANIFEST_FILE, signatureValid, signDocument, type Manifest } from "./format.js";
+import { hashBatch, MANIFEST_FILE, signatureValid, signDocument, type Manifest } from "./format.js";
 import { loadStoredKeys, pemCertificates, validatePath, type StoredKey } from "./keys.js";
 import { HASH_SIZE, inclusionProofs, verifyInclusion } from "./merkle.js";
 import { parseManifest } from "./verify.js";
@@ -39,7 +39,7 @@ export interface Receipt {
 
 /** The leaf hashes of events as the sealer will hash them (32 bytes each, in order). */
 export function eventLeafHashes(events: readonly unknown[]): Buffer {
-  const text = "\n" + events.map((e) => canonicalLine(e) + "\n").join("");
+  const text = "\n" + events.map((e) => canonicalJson(e) + "\n").join("");
   return hashBatch(Buffer.from(text, "utf8"), 1).leaves;
 }
 

@@ -17,11 +17,12 @@
  */
 import { createHash } from "node:crypto";
 import type { DesiredState } from "../../config/index.js";
-import { periodStart } from "../../config/index.js";
+import { canonicalJson, periodStart } from "../../config/index.js";
 import type { Prepared, Service } from "../../gitops/service.js";
 import { ServiceError } from "../../gitops/service.js";
 import type { Signer } from "../../pki/signer.js";
 import type { Journal, JournalRecord } from "../journal/contract.js";
+import { canonicalJsonOf } from "../journal/index.js";
 import {
   BATCH_FILE,
   batchName,
@@ -325,7 +326,7 @@ export class Sealer implements Service {
     let root = rootFromLeafHashes(Buffer.alloc(0)).toString("hex");
     let batchSha = EMPTY_SHA256;
     if (records.length > 0) {
-      const encoded = encodeBatch(records.map((r) => r.event));
+      const encoded = encodeBatch(records.map((r) => canonicalJsonOf(r) ?? canonicalJson(r.event)));
       batch = batchName(seq, encoded.sha256);
       root = encoded.root.toString("hex");
       batchSha = encoded.sha256;

@@ -4,7 +4,7 @@
  * of the shared contract; `consume` is the loop every consumer runs.
  */
 export type { Journal, JournalItem, JournalRecord, NormalizedEvent } from "./contract.js";
-export { openJournal, LocalJournal, RAW_JSON, rawJson } from "./journal.js";
+export { openJournal, LocalJournal, RAW_JSON, rawJson, canonicalJsonOf } from "./journal.js";
 export type { RawRecord, TextChunk } from "./journal.js";
 export type { JournalOptions, JournalStats } from "./journal.js";
 export { consume } from "./consume.js";

@@ -36,18 +36,27 @@ export interface JournalStats {
 /**
  * The record's event as the journal holds it (JSON text), attached to records
  * that `read` returns: a sink that stores JSON (the embedded store) takes it
- * instead of serializing the event again. The text is the event's RFC 8785
- * canonical JSON (the normalizer's, else canonicalJson at append) unless the
- * event had no canonical form (a NaN: then JSON.stringify's, where it is null);
- * either way it equals canonicalJson(JSON.parse(text)), so a consumer that
- * seals canonical bytes can take it as is. A symbol, so it is invisible to
+ * instead of serializing the event again. A symbol, so it is invisible to
  * JSON.stringify and to consumers that do not ask for it.
  */
 export const RAW_JSON: unique symbol = Symbol("viw.journal.rawJson");
+/**
+ * The same text when it is known to be the event's RFC 8785 canonical JSON
+ * (the normalizer's, else canonicalJson at append; for an event without a
+ * canonical form, a NaN, JSON.stringify's, whose parse is canonical again):
+ * every record appended since the journal first opened with this code.
+ * Records from older journals hold JSON.stringify's text and have none.
+ */
+const CANONICAL_JSON: unique symbol = Symbol("viw.journal.canonicalJson");
 
 /** The raw JSON text of a record read from a LocalJournal, if it has it. */
 export function rawJson(record: JournalRecord): string | undefined {
   return (record as JournalRecord & { [RAW_JSON]?: string })[RAW_JSON];
+}
+
+/** The record's event as RFC 8785 canonical JSON, when the journal holds it in that form (a sealer takes it as is). */
+export function canonicalJsonOf(record: JournalRecord): string | undefined {
+  return (record as JournalRecord & { [CANONICAL_JSON]?: string })[CANONICAL_JSON];
 }
 
 interface Pending {
@@ -153,6 +162,8 @@ export class LocalJournal implements Journal {
   private last: number;
   /** Records at or below this were compacted away. */
   private floor = 0;
+  /** The first seq appended in canonical JSON (CANONICAL_JSON). */
+  private readonly canonicalFrom: number;
   /** Recently committed groups, oldest first, bounded by TAIL_CHARS. */
   private tail: Group[] = [];
   private tailChars = 0;
@@ -212,6 +223,9 @@ export class LocalJournal implements Journal {
     const metaLast = (db.prepare("SELECT value FROM meta WHERE key = 'last_seq'").get() as { value: number } | undefined)?.value ?? 0;
     const maxRow = (db.prepare("SELECT last AS m FROM groups ORDER BY first DESC LIMIT 1").get() as { m: number } | undefined)?.m ?? 0;
     this.last = Math.max(metaLast, maxRow);
+    const canonicalFrom = (db.prepare("SELECT value FROM meta WHERE key = 'canonical_from'").get() as { value: number } | undefined)?.value;
+    this.canonicalFrom = canonicalFrom ?? this.last + 1;
+    if (canonicalFrom === undefined) db.prepare("INSERT INTO meta (key, value) VALUES ('canonical_from', ?)").run(this.canonicalFrom);
     this.stmt = {
       groupAt: db.prepare("SELECT first, last, data FROM groups WHERE first <= ? ORDER BY first DESC LIMIT 1"),
       groupAfter: db.prepare("SELECT first, last, data FROM groups WHERE first > ? ORDER BY first LIMIT 1"),
@@ -428,7 +442,7 @@ export class LocalJournal implements Journal {
     const out: JournalRecord[] = [];
     this.scan(after, limit, (g, k, seq) => {
       const json = g.json![k]!;
-      out.push({ seq, index: g.index![k]!, event: JSON.parse(json) as NormalizedEvent, [RAW_JSON]: json } as JournalRecord);
+      out.push({ seq, index: g.index![k]!, event: JSON.parse(json) as NormalizedEvent, [RAW_JSON]: json, [CANONICAL_JSON]: seq >= this.canonicalFrom ? json : undefined } as JournalRecord);
     });
     return out;
   }

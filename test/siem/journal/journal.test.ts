@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { canonicalJson } from "../../../engine/config/index.js";
-import { consume, openJournal, rawJson, type JournalRecord, type LocalJournal } from "../../../engine/siem/journal/index.js";
+import { canonicalJsonOf, consume, openJournal, rawJson, type JournalRecord, type LocalJournal } from "../../../engine/siem/journal/index.js";
 
 const dirs: string[] = [];
 const open: LocalJournal[] = [];
@@ -48,6 +48,7 @@ describe("journal", () => {
     ]);
     const recs = journal.read(0, 10);
     expect(recs.map((r) => rawJson(r))).toEqual(recs.map((r) => canonicalJson(r.event)));
+    expect(recs.map((r) => canonicalJsonOf(r))).toEqual(recs.map((r) => rawJson(r)));
     expect(rawJson(recs[0]!)).toBe('{"event_id":"a","extra":{"a":[2,{"b":"\u2028","y":null}],"z":1},"received_at":"2026-11-22T10:00:00.000Z","timestamp":"2026-11-22T10:00:00.000Z","user_id":"ü"}');
     expect(recs[1]!.event.duration_ms).toBeNull();
     expect(rawJson(recs[2]!)).toBe(given);
@@ -200,7 +201,18 @@ describe("journal", () => {
     db.close();
     const journal = j(file);
     expect(journal.lastSeq()).toBe(3);
-    expect(journal.read(journal.cursor("store"), 10).map((r) => [r.seq, r.index, r.event.event_id])).toEqual([[2, "viw-auth", "e2"], [3, "viw-auth", "e3"]]);
+    const old = journal.read(journal.cursor("store"), 10);
+    expect(old.map((r) => [r.seq, r.index, r.event.event_id])).toEqual([[2, "viw-auth", "e2"], [3, "viw-auth", "e3"]]);
     expect(await journal.append([ev(4)])).toEqual({ first: 4, last: 4 });
+    // records written before the journal held canonical JSON (here JSON.stringify's key order) are not offered as canonical
+    expect(rawJson(old[0]!)).not.toBe(canonicalJson(old[0]!.event));
+    expect(old.map((r) => canonicalJsonOf(r))).toEqual([undefined, undefined]);
+    const fresh = journal.read(3, 10)[0]!;
+    expect(canonicalJsonOf(fresh)).toBe(canonicalJson(fresh.event));
+    // and that boundary survives a reopen
+    await journal.close();
+    open.splice(open.indexOf(journal), 1);
+    const again = j(file);
+    expect(again.read(1, 10).map((r) => canonicalJsonOf(r) !== undefined)).toEqual([false, false, true]);
   });
 });
