@@ -123,7 +123,8 @@ export async function parseCsr(pem: unknown): Promise<Csr> {
     if (der[expect(keyBits, 0x03, "subjectPublicKey").content] !== 0) throw new DerError("subjectPublicKey with unused bits");
     bits = der.subarray(keyBits!.content + 1, keyBits!.end);
     attrs = a && a.tag === 0xa0 ? a : undefined;
-    sigOid = oidText(der.subarray(children(der, expect(alg, 0x30, "signatureAlgorithm"))[0]!.content, children(der, alg!)[0]!.end));
+    const [sigAlgOid] = children(der, expect(alg, 0x30, "signatureAlgorithm"));
+    sigOid = oidText(der.subarray(expect(sigAlgOid, 0x06, "signatureAlgorithm OID").content, sigAlgOid!.end));
     const s = expect(sig, 0x03, "signature");
     if (der[s.content] !== 0) throw new DerError("signature with unused bits");
     signature = der.subarray(s.content + 1, s.end);
