@@ -3,7 +3,7 @@ import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync, rename
 import { inspect, promisify } from "node:util";
 import { join } from "node:path";
 import { DEFAULT_INDEX, DEFAULT_ROUTES } from "../config/index.js";
-import type { Journal, NormalizedEvent } from "../siem/journal/index.js";
+import type { Journal, JournalItem, NormalizedEvent } from "../siem/journal/index.js";
 import { Router } from "../siem/normalize/index.js";
 
 /**
@@ -188,7 +188,7 @@ export class AuditLog {
   private flushTimer: NodeJS.Timeout | undefined;
   private readonly flushMs: number;
   private readonly written: (() => void)[] = [];
-  private readonly queues = new Map<Journal, { index: string; event: NormalizedEvent }[]>();
+  private readonly queues = new Map<Journal, JournalItem[]>();
   private timer: NodeJS.Timeout | undefined;
   private readonly batchMs: number;
   private closed = false;
@@ -320,7 +320,11 @@ export class AuditLog {
     event.received_at = ts;
     let queue = this.queues.get(sink);
     if (!queue) this.queues.set(sink, (queue = []));
-    queue.push({ index: this.route(draft.action), event });
+    const index = this.route(draft.action);
+    // The journal holds every event as its RFC 8785 text; made here from the event's known shape rather
+    // than by the journal's general walk (nested extra), which cost more than the rest of the record.
+    const json = owned ? canonicalEventJson(event) : undefined;
+    queue.push(json === undefined ? { index, event } : { index, event, json });
     if (queue.length >= MAX_BATCH) this.drain();
     else this.timer ??= setTimeout(() => this.drain(), this.batchMs).unref();
   }
@@ -519,6 +523,51 @@ export class AuditLog {
       closeSync(fd);
     }
   }
+}
+
+/**
+ * An event's RFC 8785 (canonical) JSON, the same text as config's canonicalJson
+ * (test/audit/log.test.ts checks it against it on random events), for the events
+ * this log builds: JSON.stringify writes an object's keys in insertion order and
+ * strings and finite numbers exactly as RFC 8785 does, so a copy whose objects
+ * have their keys inserted in UTF-16 order is canonical. Undefined when the event
+ * holds what this shortcut does not cover (a non-finite number, an integer-like
+ * key, which V8 orders first, `__proto__`, a non-plain object): the journal then canonicalizes it.
+ */
+export function canonicalEventJson(event: object): string | undefined {
+  const sorted = sortedCopy(event);
+  return sorted === undefined ? undefined : JSON.stringify(sorted);
+}
+
+const INTEGER_KEY = /^(?:0|[1-9]\d*)$/;
+
+function sortedCopy(value: unknown): unknown {
+  if (value === null || typeof value !== "object") {
+    return typeof value === "number" && !Number.isFinite(value) ? undefined : value;
+  }
+  if (Array.isArray(value)) {
+    const out: unknown[] = new Array(value.length);
+    for (let i = 0; i < value.length; i++) {
+      const v = value[i] === undefined ? null : sortedCopy(value[i]);
+      if (v === undefined) return undefined;
+      out[i] = v;
+    }
+    return out;
+  }
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) return undefined;
+  const obj = value as Record<string, unknown>;
+  const keys = Object.keys(obj).sort();
+  const out: Record<string, unknown> = {};
+  for (const k of keys) {
+    const v = obj[k];
+    if (v === undefined) continue;
+    if (INTEGER_KEY.test(k) || k === "__proto__" || typeof v === "function" || typeof v === "symbol" || typeof v === "bigint") return undefined;
+    const c = sortedCopy(v);
+    if (c === undefined) return undefined;
+    out[k] = c;
+  }
+  return out;
 }
 
 function dayOf(d: Date): string {
