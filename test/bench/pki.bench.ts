@@ -10,13 +10,13 @@
  *    here: a do-nothing HTTPS server with the same TLS 1.3 + client
  *    certificate setup answering a canned response of the same size;
  *  - issuance with the intermediate's key on SoftHSM2 (PKCS#11);
- *  - OCSP GET (RFC 5019) vs `cfssl ocspserve` serving pre-signed responses;
  *  - a CRL of 100,000 revoked entries (target < 2 s).
  * The load generator (pki-load.mjs) runs as two processes of 8 clients for
  * every peer; "per CPU-second" figures divide certificates by the CPU time the
  * server process used, which holds up better than rates on a shared machine.
  *
  *   npx vitest bench --run test/bench/pki.bench.ts
+ * OCSP is measured in ocsp.bench.ts (a native load generator, wrk).
  */
 import { execFile as execFileCb, spawn, type ChildProcess } from "node:child_process";
 import { generateKeyPairSync, randomBytes, X509Certificate } from "node:crypto";
@@ -177,46 +177,6 @@ const floorPerCpu: number[] = [];
   );
 }
 
-// ---- OCSP GET: ours (fresh, cached signed responses) vs cfssl ocspserve ------
-const ocspOurs: number[] = [];
-const ocspOursPost: number[] = [];
-const ocspCfssl: number[] = [];
-{
-  const reqs: string[] = [];
-  const reqBodies: string[] = [];
-  const responses: string[] = [];
-  for (let i = 0; i < 16; i++) {
-    const leaf = join(p.dir, `ocspbench${i}.crt`);
-    const r = await p.svc.issueForEngine("engine-listener", generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey, { cn: "localhost", dns: ["localhost"] });
-    writeFileSync(leaf, r.certificate);
-    const reqFile = join(p.dir, `ocspbench${i}.req`);
-    await execFile("openssl", ["ocsp", "-issuer", join(p.data, "pki/certs/int-tls.crt"), "-cert", leaf, "-no_nonce", "-reqout", reqFile]);
-    const b64 = readFileSync(reqFile).toString("base64");
-    reqs.push(encodeURIComponent(b64));
-    reqBodies.push(b64);
-    responses.push((await p.svc.authority.ocsp(readFileSync(reqFile))).body.toString("base64"));
-  }
-  const respFile = join(p.dir, "responses.txt");
-  writeFileSync(respFile, responses.join("\n") + "\n");
-  const port = freePort();
-  children.push(spawn("cfssl", ["ocspserve", "-address", "127.0.0.1", "-port", String(port), "-responses", respFile, "-loglevel", "5"], { stdio: "ignore" }));
-  await waitPort(`http://127.0.0.1:${port}/`);
-  for (let round = 0; round < 3; round++) {
-    const o = await load({ url: `${p.pki}/ocsp/`, paths: reqs.map((r) => `/ocsp/${r}`) });
-    if (!o.statuses["200"] || Object.keys(o.statuses).length > 1) throw new Error(`ours ocsp: ${JSON.stringify(o.statuses)}`);
-    ocspOurs.push(o.rate);
-    const op = await load({ url: `${p.pki}/ocsp`, bodies: reqBodies, bodyEncoding: "base64", contentType: "application/ocsp-request" });
-    if (!op.statuses["200"] || Object.keys(op.statuses).length > 1) throw new Error(`ours ocsp post: ${JSON.stringify(op.statuses)}`);
-    ocspOursPost.push(op.rate);
-    // cfssl 1.2's ocspserve cannot decode GET requests (it keeps the path's leading '/'), so it is measured with POST.
-    const c = await load({ url: `http://127.0.0.1:${port}/`, bodies: reqBodies, bodyEncoding: "base64", contentType: "application/ocsp-request" });
-    if (!c.statuses["200"] || Object.keys(c.statuses).length > 1) throw new Error(`cfssl ocsp: ${JSON.stringify(c.statuses)}`);
-    ocspCfssl.push(c.rate);
-  }
-  results.push(
-    `OCSP, ${CONCURRENCY} clients: ours GET ${median(ocspOurs).toFixed(0)}/s, ours POST (no nonce) ${median(ocspOursPost).toFixed(0)}/s; cfssl ocspserve POST ${median(ocspCfssl).toFixed(0)}/s -> ratio GET ${(median(ocspOurs) / median(ocspCfssl)).toFixed(2)}x, POST ${(median(ocspOursPost) / median(ocspCfssl)).toFixed(2)}x`,
-  );
-}
 for (const c of children) c.kill();
 
 // ---- issuance rate with the intermediate key on SoftHSM2 ---------------------
