@@ -39,6 +39,11 @@ describe("canonical JSON (RFC 8785)", () => {
     // UTF-16 code unit order (RFC 8785 §3.2.3): the surrogate pair of U+1F600 sorts before U+FB33
     expect(canonicalJson({ "\uFB33": 2, "\u{1F600}": 1, a: 3, "1": 4, "10": 5, "2": 6 })).toBe('{"1":4,"10":5,"2":6,"a":3,"\u{1F600}":1,"\uFB33":2}');
     expect(canonicalJson({ z: -0, lone: "\ud800" })).toBe('{"lone":"\\ud800","z":0}');
+    // keys V8 would order first, and an own __proto__ (JSON.parse makes one), nested
+    expect(canonicalJson({ n: { b: 1, "10": 2, "2": 3, "02": 4 } })).toBe('{"n":{"02":4,"10":2,"2":3,"b":1}}');
+    expect(canonicalJson(JSON.parse('{"x":{"__proto__":{"b":1,"a":2},"a":[1,{"d":null,"c":true}]}}'))).toBe('{"x":{"__proto__":{"a":2,"b":1},"a":[1,{"c":true,"d":null}]}}');
+    expect(canonicalJson([undefined, { a: undefined, b: [undefined] }])).toBe('[null,{"b":[null]}]');
+    expect(() => canonicalJson({ a: [1, () => 0] })).toThrow(/function/);
     expect(() => canonicalJson({ a: Number.NaN })).toThrow(/NaN/);
     expect(() => canonicalJson({ a: Infinity })).toThrow(/NaN or Infinity/);
   });
