@@ -320,11 +320,7 @@ export class AuditLog {
     event.received_at = ts;
     let queue = this.queues.get(sink);
     if (!queue) this.queues.set(sink, (queue = []));
-    const index = this.route(draft.action);
-    // The journal holds every event as its RFC 8785 text; made here from the event's known shape rather
-    // than by the journal's general walk (nested extra), which cost more than the rest of the record.
-    const json = owned ? canonicalEventJson(event) : undefined;
-    queue.push(json === undefined ? { index, event } : { index, event, json });
+    queue.push({ index: this.route(draft.action), event });
     if (queue.length >= MAX_BATCH) this.drain();
     else this.timer ??= setTimeout(() => this.drain(), this.batchMs).unref();
   }
@@ -523,51 +519,6 @@ export class AuditLog {
       closeSync(fd);
     }
   }
-}
-
-/**
- * An event's RFC 8785 (canonical) JSON, the same text as config's canonicalJson
- * (test/audit/log.test.ts checks it against it on random events), for the events
- * this log builds: JSON.stringify writes an object's keys in insertion order and
- * strings and finite numbers exactly as RFC 8785 does, so a copy whose objects
- * have their keys inserted in UTF-16 order is canonical. Undefined when the event
- * holds what this shortcut does not cover (a non-finite number, an integer-like
- * key, which V8 orders first, `__proto__`, a non-plain object): the journal then canonicalizes it.
- */
-export function canonicalEventJson(event: object): string | undefined {
-  const sorted = sortedCopy(event);
-  return sorted === undefined ? undefined : JSON.stringify(sorted);
-}
-
-const INTEGER_KEY = /^(?:0|[1-9]\d*)$/;
-
-function sortedCopy(value: unknown): unknown {
-  if (value === null || typeof value !== "object") {
-    return typeof value === "number" && !Number.isFinite(value) ? undefined : value;
-  }
-  if (Array.isArray(value)) {
-    const out: unknown[] = new Array(value.length);
-    for (let i = 0; i < value.length; i++) {
-      const v = value[i] === undefined ? null : sortedCopy(value[i]);
-      if (v === undefined) return undefined;
-      out[i] = v;
-    }
-    return out;
-  }
-  const proto = Object.getPrototypeOf(value);
-  if (proto !== Object.prototype && proto !== null) return undefined;
-  const obj = value as Record<string, unknown>;
-  const keys = Object.keys(obj).sort();
-  const out: Record<string, unknown> = {};
-  for (const k of keys) {
-    const v = obj[k];
-    if (v === undefined) continue;
-    if (INTEGER_KEY.test(k) || k === "__proto__" || typeof v === "function" || typeof v === "symbol" || typeof v === "bigint") return undefined;
-    const c = sortedCopy(v);
-    if (c === undefined) return undefined;
-    out[k] = c;
-  }
-  return out;
 }
 
 function dayOf(d: Date): string {

@@ -4,9 +4,8 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { AuditLog, escapeAuditValue, formatAuditFields, parseAuditLine } from "../../engine/audit/index.js";
-import { canonicalEventJson } from "../../engine/audit/log.js";
 import { canonicalJson } from "../../engine/config/index.js";
-import { openJournal, type Journal } from "../../engine/siem/journal/index.js";
+import { canonicalJsonOf, openJournal, type Journal } from "../../engine/siem/journal/index.js";
 
 let dir: string;
 beforeEach(async () => {
@@ -238,29 +237,7 @@ describe("session line batching (flushMs)", () => {
     await journal.close();
   });
 
-  it("the journal text of a session event is its RFC 8785 form, as config's canonicalJson writes it (property)", () => {
-    const scalar = fc.oneof(fc.string({ unit: "grapheme" }), fc.string(), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.constant(undefined));
-    const value = fc.oneof(scalar, fc.array(fc.oneof(fc.string(), fc.integer())), fc.dictionary(fc.string(), scalar));
-    fc.assert(
-      fc.property(fc.dictionary(fc.string({ unit: "binary" }), value), (event) => {
-        const text = canonicalEventJson(event);
-        let expected: string | undefined;
-        try {
-          expected = canonicalJson(event);
-        } catch {
-          expected = undefined;
-        }
-        // where the shortcut answers, it is exactly the canonical text; it declines only what it does not cover
-        if (text !== undefined) expect(text).toBe(expected);
-        else expect(expected === undefined || /"(0|[1-9]\d*|__proto__)":/.test(JSON.stringify(event)) || JSON.stringify(event).includes("null")).toBe(true);
-      }),
-      { numRuns: 500 },
-    );
-    const session = { timestamp: "2026-11-23T10:00:00.000Z", component: "pki", action: "tls_session_establish", session_id: "ab01", src_ip: "127.0.0.1", src_port: 50000, dst_ip: "127.0.0.1", dst_port: 8444, proto: "tcp", tls_ja3: "e7d705a3286e19ea42f587b344ee6865", result: "success", severity: "info", duration_ms: 3, extra: { listener: "issuance", subject_dn: "CN=x\\]\u00e9,O=y", tls_offered: ["TLSv1.3"], audit_line: "2026-11-23T10:00:00.000Z [issuance] [AuditEvent=X]" }, event_id: "00ff", received_at: "2026-11-23T10:00:00.000Z" };
-    expect(canonicalEventJson(session)).toBe(canonicalJson(session));
-  });
-
-  it("session journal copies carry their canonical text; a reader gets the same event back", async () => {
+  it("session journal copies are held as their canonical text; a reader gets the same event back", async () => {
     const journal = openJournal(join(dir, "journal.db"));
     const log = new AuditLog(join(dir, "audit"), { journal, flushMs: 0, now: () => at });
     const draft = { timestamp: "", component: "pki", action: "tls_session_establish", result: "success", session_id: "s1", src_port: 4, extra: { listener: "issuance", subject_dn: "CN=a]b", tls_offered: ["TLSv1.2", "TLSv1.3"] } };
@@ -268,7 +245,7 @@ describe("session line batching (flushMs)", () => {
     await log.close();
     const [rec] = journal.read(0, 10);
     expect(rec!.event).toMatchObject({ session_id: "s1", src_port: 4, extra: { subject_dn: "CN=a]b", tls_offered: ["TLSv1.2", "TLSv1.3"], audit_event: "ACCESS_SESSION_ESTABLISH_SUCCESS" } });
-    expect(canonicalEventJson(rec!.event)).toBe(canonicalJson(rec!.event));
+    expect(canonicalJsonOf(rec!)).toBe(canonicalJson(rec!.event));
     await journal.close();
   });
 
