@@ -27,6 +27,7 @@ import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, bench, describe } from "vitest";
+import { cpuSeconds, freePort, median, waitPort } from "./peers.js";
 import { Authority, initCa, KeyRing } from "../../engine/pki/index.js";
 import { loadState, makeCsr, startPki, type Pki, REPO } from "../pki/fixture.js";
 import { makeToken, SOFTHSM_MODULE } from "../pki/softhsm.js";
@@ -58,33 +59,6 @@ async function load(cfg: Record<string, unknown>, processes = 2): Promise<LoadRe
   return { count, seconds, rate: runs.reduce((a, r) => a + r.rate, 0), statuses };
 }
 
-/** CPU seconds a process has used (user + system), from /proc: comparable across peers when the machine is shared. */
-function cpuSeconds(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
-
-async function waitPort(url: string): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    try {
-      await fetch(url);
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  throw new Error(`${url} did not come up`);
-}
-
-function freePort(): number {
-  return 20000 + Math.floor(Math.random() * 20000);
-}
-
 const results = {
   lines: [] as string[],
   push(line: string) {
@@ -110,7 +84,7 @@ const floorPerCpu: number[] = [];
   writeFileSync(cfg, JSON.stringify({ signing: { default: { expiry: "2160h", usages: ["digital signature", "server auth"] } } }));
   const caCrt = join(p.data, "pki/certs/int-tls.crt");
   const caKey = join(p.data, "keys/int-tls.key");
-  const plainPort = freePort();
+  const plainPort = await freePort();
   const tlsPort = plainPort + 1;
   const listenerKey = join(p.dir, "cfssl-listener.key");
   const lk = generateKeyPairSync("ec", { namedCurve: "P-256" });
