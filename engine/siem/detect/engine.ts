@@ -874,8 +874,12 @@ export class Engine implements Host {
     if (isAlert && !this.runtimes.some((r) => r.rule.actions?.has("alert"))) return;
     const late = this.admit(ts);
     if (late === undefined) return;
+    const action = ev.action;
     for (const rt of this.runtimes) {
       if (isAlert && !rt.rule.actions?.has("alert")) continue;
+      // A late event is counted only by the rules that could have taken it, as the index offers it (a sequence
+      // or absence rule without a `where` would otherwise count every late event of any action).
+      if (late && rt.rule.actions && !(typeof action === "string" && rt.rule.actions.has(action))) continue;
       this.offer(rt, rt.rule.where, ev, ts, late);
     }
     this.moveTime(ts);
