@@ -118,11 +118,7 @@ function fieldAgainstConstant(op: string, values: unknown[]): Compiled | undefin
   if (args.length === 2 && !isPrimitive(args[1])) return undefined;
   const f = String(p);
   const nf = args.length === 1 || args[1] === undefined ? null : args[1];
-  const get = (d: any): any => {
-    if (d === null || d === undefined) return nf;
-    const x = d[f];
-    return x === undefined ? nf : x;
-  };
+  const get = constantPath(f, nf) as (d: any) => any;
   const c: any = k;
   switch (op) {
     case "==":
