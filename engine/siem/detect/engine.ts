@@ -85,6 +85,8 @@ interface Host {
   key(sig: number, rule: CompiledRule, ev: NormalizedEvent): string;
   fire(rule: CompiledRule, state: RuleState, key: string, group: Record<string, unknown>, start: number, end: number, ids: string[]): void;
   limit(rule: CompiledRule, state: RuleState, which: "groups" | "entries", at: number): void;
+  /** A wait now ends at `deadline` (the watermark passing it runs onWatermark). */
+  due(deadline: number): void;
 }
 
 /** A rule's window state; kept across reloads while the rule's digest is unchanged. */
@@ -108,6 +110,10 @@ abstract class RuleState {
   /** Whether anything waits for the watermark (absence). */
   pending(): boolean {
     return false;
+  }
+  /** The earliest time onWatermark has something to do for (Infinity: nothing). */
+  nextDeadline(): number {
+    return Infinity;
   }
 
   /** Before a new group is added: evicts the oldest group when the limit is reached. */
@@ -439,16 +445,9 @@ class SequenceState extends RuleState {
   }
 }
 
-interface Pending {
-  /** The group the wait was opened in (its key and values; it may have been evicted since). */
-  g: AGroup;
-  at: number;
-  deadline: number;
-  id: string;
-  done: boolean;
-}
-/** The waits of a group that has none: shared, never mutated (a wait is only ever added to a list by replacing an empty one with a one-element literal). */
-const NO_WAITS: Pending[] = [];
+/** Shared empty wait lists: never mutated (a wait is only ever added to an empty list by replacing it with one-element literals). */
+const NO_TIMES: number[] = [];
+const NO_IDS: string[] = [];
 interface AGroup {
   key: string;
   /**
@@ -457,13 +456,20 @@ interface AGroup {
    * waits end satisfied, so most groups never need their values (one object less per new group on the hot path).
    */
   group: Record<string, unknown> | undefined;
-  pending: Pending[];
+  /**
+   * The open waits, in A-time order, as parallel arrays of A times, A event ids and wait numbers rather than one
+   * object per wait: millions of waits are opened and nearly all end satisfied, so each object would be garbage
+   * the collector copies first. A wait is open exactly while its number is in `ns`.
+   */
+  at: number[];
+  ids: string[];
+  ns: number[];
   /** Times of recent B events, to satisfy an A that arrives after its B (out of order); made on the first B. */
   seen: number[] | undefined;
   until: number;
 }
 
-const aSize = (g: AGroup) => g.pending.length + (g.seen?.length ?? 0);
+const aSize = (g: AGroup) => g.at.length + (g.seen?.length ?? 0);
 
 /** A group's values: taken from the event, or (for a one-field string key) from the key when needed. */
 function groupOf(rule: CompiledRule, g: AGroup): Record<string, unknown> {
@@ -478,9 +484,17 @@ function keyIsValue(rule: CompiledRule, key: string): boolean {
 /** absence: after A, no B with the same group within T; fires once the watermark passes A + T. */
 class AbsenceState extends RuleState {
   readonly groups = new Map<string, AGroup>();
-  /** Every open wait, in deadline order. */
-  private queue: Pending[] = [];
+  /**
+   * Every wait opened, in deadline order (A + T with one T per rule: for in-order events, opening order), as
+   * parallel arrays: deadline, group, wait number. An entry whose wait closed early (a B came, or the group's
+   * limit dropped it) stays until the watermark reaches it and is then skipped: its number is no longer the
+   * first of its group's open waits (lazy deletion, no search of the queue per B).
+   */
+  private qd: number[] = [];
+  private qg: AGroup[] = [];
+  private qn: number[] = [];
   private head = 0;
+  private nextWait = 0;
   onEvent(rule: CompiledRule, ev: NormalizedEvent, ts: number, host: Host): void {
     const isB = rule.expect!(ev);
     const isA = rule.after!(ev);
@@ -490,24 +504,30 @@ class AbsenceState extends RuleState {
     if (g === undefined) {
       if (!isA) return;
       this.makeRoom(this.groups, rule, host, ts, aSize);
-      g = { key, group: keyIsValue(rule, key) ? undefined : rule.groupValues(ev), pending: NO_WAITS, seen: undefined, until: -Infinity };
+      g = { key, group: keyIsValue(rule, key) ? undefined : rule.groupValues(ev), at: NO_TIMES, ids: NO_IDS, ns: NO_TIMES, seen: undefined, until: -Infinity };
       this.groups.set(key, g);
     }
     const T = rule.windowMs;
     if (isB) {
       // Waits are in A-time order: the ones this B satisfies (A ≤ b ≤ A + T) are one contiguous run.
-      const pend = g.pending;
-      let lo = 0, hi = pend.length;
-      while (lo < hi) {
-        const m = (lo + hi) >>> 1;
-        if (pend[m]!.at < ts - T) lo = m + 1;
-        else hi = m;
-      }
-      let end = lo;
-      while (end < pend.length && pend[end]!.at <= ts) pend[end++]!.done = true;
-      if (end > lo) {
-        pend.splice(lo, end - lo);
-        this.entries -= end - lo;
+      const at = g.at;
+      const n = at.length;
+      if (n !== 0) {
+        const lo = lowerBound(at, ts - T);
+        let end = lo;
+        while (end < n && at[end]! <= ts) end++;
+        if (end > lo) {
+          if (end - lo === n) {
+            g.at = NO_TIMES;
+            g.ids = NO_IDS;
+            g.ns = NO_TIMES;
+          } else {
+            at.splice(lo, end - lo);
+            g.ids.splice(lo, end - lo);
+            g.ns.splice(lo, end - lo);
+          }
+          this.entries -= end - lo;
+        }
       }
       const seen = g.seen;
       if (seen === undefined || seen.length === 0) g.seen = [ts];
@@ -525,52 +545,88 @@ class AbsenceState extends RuleState {
         const k = lowerBound(seen, ts);
         if (k < seen.length && seen[k]! <= ts + T) return;
       }
-      if (g.pending.length >= rule.limits.entries) {
-        const old = g.pending.shift()!;
-        old.done = true;
+      if (g.at.length >= rule.limits.entries) {
+        // The oldest open wait is dropped: its queue entry goes stale.
+        g.at.shift();
+        g.ids.shift();
+        g.ns.shift();
         this.entries--;
         host.limit(rule, this, "entries", ts);
       }
-      const p: Pending = { g, at: ts, deadline: ts + T, id: idOf(ev), done: false };
-      const pend = g.pending;
-      if (pend.length === 0) g.pending = [p]; // a one-element literal (a push onto [] reserves 17 slots)
-      else if (pend[pend.length - 1]!.at <= ts) pend.push(p);
-      else {
-        let i = pend.length;
-        while (i > 0 && pend[i - 1]!.at > ts) i--;
-        pend.splice(i, 0, p);
+      const w = this.nextWait++;
+      const id = idOf(ev);
+      const at = g.at;
+      const n = at.length;
+      if (n === 0) {
+        // One-element literals (a push onto [] reserves 17 slots).
+        g.at = [ts];
+        g.ids = [id];
+        g.ns = [w];
+      } else if (at[n - 1]! <= ts) {
+        at.push(ts);
+        g.ids.push(id);
+        g.ns.push(w);
+      } else {
+        const i = upperBound(at, ts);
+        at.splice(i, 0, ts);
+        g.ids.splice(i, 0, id);
+        g.ns.splice(i, 0, w);
       }
       this.entries++;
       // Insert in deadline order (usually at the end).
-      const q = this.queue;
-      let i = q.length;
-      while (i > this.head && q[i - 1]!.deadline > p.deadline) i--;
-      if (i === q.length) q.push(p);
-      else q.splice(i, 0, p);
+      const d = ts + T;
+      const qd = this.qd;
+      let i = qd.length;
+      while (i > this.head && qd[i - 1]! > d) i--;
+      if (i === qd.length) {
+        qd.push(d);
+        this.qg.push(g);
+        this.qn.push(w);
+      } else {
+        qd.splice(i, 0, d);
+        this.qg.splice(i, 0, g);
+        this.qn.splice(i, 0, w);
+      }
+      host.due(d);
     }
   }
   override onWatermark(rule: CompiledRule, wm: number, host: Host): void {
-    const q = this.queue;
-    while (this.head < q.length && q[this.head]!.deadline < wm) {
-      const p = q[this.head++]!;
-      if (p.done) continue;
-      p.done = true;
-      const g = this.groups.get(p.g.key);
-      if (g) {
-        const i = g.pending.indexOf(p);
-        if (i >= 0) {
-          g.pending.splice(i, 1);
-          this.entries--;
-        }
-        if (p.deadline < g.until) continue;
-        g.until = p.deadline + rule.suppressMs;
+    const qd = this.qd, qg = this.qg, qn = this.qn;
+    while (this.head < qd.length && qd[this.head]! < wm) {
+      const h = this.head++;
+      const p = qg[h]!;
+      // Waits of a group leave the queue in the group's order, so an open one is its group's first.
+      if (p.ns.length === 0 || p.ns[0] !== qn[h]) continue;
+      const at = p.at[0]!;
+      const id = p.ids[0]!;
+      const deadline = qd[h]!;
+      if (p.at.length === 1) {
+        p.at = NO_TIMES;
+        p.ids = NO_IDS;
+        p.ns = NO_TIMES;
+      } else {
+        p.at.shift();
+        p.ids.shift();
+        p.ns.shift();
       }
-      host.fire(rule, this, p.g.key, groupOf(rule, p.g), p.at, p.deadline, [p.id]);
+      // The wait's group may have been evicted since (its waits still fire; suppression is the current group's).
+      const g = this.groups.get(p.key);
+      if (g) {
+        if (g === p) this.entries--;
+        if (deadline < g.until) continue;
+        g.until = deadline + rule.suppressMs;
+      }
+      host.fire(rule, this, p.key, groupOf(rule, p), at, deadline, [id]);
     }
-    if (this.head > 1024 && this.head * 2 > q.length) {
-      this.queue = q.slice(this.head);
+    if (this.head > 1024 && this.head * 2 > qd.length) {
+      this.qd = qd.slice(this.head);
+      this.qg = qg.slice(this.head);
+      this.qn = qn.slice(this.head);
       this.head = 0;
     }
+  }
+  override nextDeadline(): number {
+    return this.head < this.qd.length ? this.qd[this.head]! : Infinity;
   }
   sweep(rule: CompiledRule, wm: number): void {
     const floor = wm - rule.windowMs;
@@ -581,11 +637,11 @@ class AbsenceState extends RuleState {
         seen!.splice(0, drop);
         this.entries -= drop;
       }
-      if (g.pending.length === 0 && (seen === undefined || seen.length === 0) && g.until <= wm) this.groups.delete(k);
+      if (g.at.length === 0 && (seen === undefined || seen.length === 0) && g.until <= wm) this.groups.delete(k);
     }
   }
   override pending(): boolean {
-    return this.head < this.queue.length;
+    return this.head < this.qd.length;
   }
   groupCount(): number {
     return this.groups.size;
@@ -671,6 +727,8 @@ export class Engine implements Host {
   /** While warming: conditions that hold are recorded (suppression) but not alerted. */
   private muted = false;
   private nextSweep = -Infinity;
+  /** No absence wait ends before this (a lower bound): until the watermark passes it, moving it is O(1). */
+  private dueAt = Infinity;
   wm = -Infinity;
   events = 0;
   lateEvents = 0;
@@ -715,6 +773,7 @@ export class Engine implements Host {
     if (!this.byAction.has("alert")) this.byAction.set("alert", NONE);
     this.anyAction = dispatchOf(this.runtimes.filter((r) => r.rule.actions === null), (r) => r.where);
     this.withWatermark = this.runtimes.filter((r) => r.rule.kind === "absence");
+    this.dueAt = Math.min(Infinity, ...this.withWatermark.map((r) => r.state.nextDeadline()));
     const sigs = new Map<string, number>();
     for (const r of this.runtimes) {
       const s = JSON.stringify(r.rule.groupBy);
@@ -889,7 +948,15 @@ export class Engine implements Host {
   advanceWatermark(t: number): void {
     if (!(t > this.wm)) return;
     this.wm = t;
-    for (const rt of this.withWatermark) rt.state.onWatermark(rt.rule, t, this);
+    if (this.dueAt < t) {
+      let next = Infinity;
+      for (const rt of this.withWatermark) {
+        rt.state.onWatermark(rt.rule, t, this);
+        const d = rt.state.nextDeadline();
+        if (d < next) next = d;
+      }
+      this.dueAt = next;
+    }
     if (t >= this.nextSweep) {
       for (const rt of this.runtimes) rt.state.sweep(rt.rule, t);
       this.nextSweep = t + SWEEP_EVERY_MS;
@@ -946,6 +1013,10 @@ export class Engine implements Host {
       },
     };
     this.onAlert(alert);
+  }
+
+  due(deadline: number): void {
+    if (deadline < this.dueAt) this.dueAt = deadline;
   }
 
   limit(rule: CompiledRule, state: RuleState, which: "groups" | "entries", at: number): void {
