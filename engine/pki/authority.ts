@@ -1,6 +1,7 @@
 import "reflect-metadata";
 import { createHash, createPublicKey, generateKeyPairSync, X509Certificate, type KeyObject } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { dirname, join } from "node:path";
 import type { DesiredState, IssuanceClient, IssuanceOperation, PinSetDoc, ProfileDoc } from "../config/index.js";
 import { parseDuration } from "../config/index.js";
@@ -10,13 +11,14 @@ import { IssueError } from "./errors.js";
 import { extDer, signLeaf } from "./issue.js";
 import { certPath, IssuerCert, type Issuer } from "./issuer.js";
 import { publicKeyBits } from "./der.js";
-import { KeyError, softwareSigner } from "./keys/index.js";
+import { KeyError, softwareKeyOf, softwareSigner } from "./keys/index.js";
 import { algorithmOf } from "./keys/common.js";
 import { OCSPResponseStatus, OcspMalformed, ocspError, parseOcspRequest, signOcspResponse, type CertState, type Responder } from "./ocsp.js";
 import { checkClientNames, enforceProfile, type Decision } from "./profile.js";
 import { checkProfileIssuance } from "./pins/roll.js";
 import type { KeyProvider } from "./signer.js";
 import { CertStore, REASON_CODES, type CertRecord, type RevocationReason } from "./store.js";
+import { CryptoWorkers } from "./workers.js";
 import { extensions, fromPem, normalizeSerial, spkiOf, toPem, wholeSeconds } from "./x509.js";
 
 /** Who is calling the issuance API, from its verified client certificate. */
@@ -80,6 +82,12 @@ export interface AuthorityOptions {
   /** Lifetime of delegated OCSP responder certificates (default 30d, capped by the issuer). */
   responderValidity?: string;
   ocspCacheSize?: number;
+  /**
+   * Threads for the issuance API's CSR checks and software-key leaf
+   * signatures (workers.ts); 0 does them on the event loop. Default: one
+   * fewer than the cores, at least 0.
+   */
+  cryptoWorkers?: number;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -109,8 +117,12 @@ export class Authority {
   /** Nonce-less request bytes (base64) -> cache key: repeated RFC 5019 requests skip the ASN.1 parse. */
   private readonly ocspByRequest = new Map<string, string>();
 
+  private readonly workers?: CryptoWorkers;
+
   constructor(private readonly options: AuthorityOptions) {
     this.store = new CertStore(options.dataDir);
+    const threads = options.cryptoWorkers ?? Math.max(0, availableParallelism() - 1);
+    if (threads > 0) this.workers = new CryptoWorkers(threads);
     this.log = options.log ?? SILENT;
     this.now = options.now ?? (() => new Date());
   }
@@ -144,7 +156,9 @@ export class Authority {
           if (!certKey.equals(signer.publicKey)) throw new BuildError(doc.id, `issuer ${doc.id}: key ${doc.key.ref.split("?")[0]} does not match its certificate`);
         }
       }
-      issuers.set(doc.id, { id: doc.id, doc, cert, chain, ...(signer ? { signer } : {}) });
+      const soft = signer && this.workers && softwareKeyOf(signer);
+      const leafSigner = soft ? this.workers!.signer(signer!, soft.key, soft.hash) : signer;
+      issuers.set(doc.id, { id: doc.id, doc, cert, chain, ...(signer ? { signer, leafSigner } : {}) });
     }
     const responders = new Map<string, Responder>();
     for (const issuer of issuers.values()) {
@@ -338,7 +352,7 @@ export class Authority {
     const profile = this.profileOf(rt, body);
     if (profile.usage !== usage) throw new IssueError(400, "wrong_usage", `profile ${profile.id} is a ${profile.usage} profile; use /v1/certs/issue/${profile.usage === "signing" ? "…" : profile.usage}`, "profile");
     const client = this.authorize(who, "issue", profile.id);
-    const csr = await parseCsr(body.csr);
+    const csr = await parseCsr(body.csr, this.workers);
     this.pinGate(rt, profile, csr.spkiDer);
     const issuer = rt.issuers.get(profile.issuer)!;
     const decision = enforceProfile({ profile, issuer: issuer.doc, issuerNotAfter: issuer.cert.notAfter, csr, request: body, now: this.now() });
@@ -366,7 +380,7 @@ export class Authority {
     if (rec.superseded_by) throw new IssueError(409, "already_rotated", `certificate ${rec.serial} was already rotated (successor ${rec.superseded_by})`, "serial");
     const profile = rt.profiles.get(rec.profile);
     if (!profile) throw new IssueError(409, "profile_gone", `profile ${rec.profile} of certificate ${rec.serial} is not in revision ${rt.revision}`, "serial");
-    const csr = await parseCsr(body.csr);
+    const csr = await parseCsr(body.csr, this.workers);
     this.pinGate(rt, profile, csr.spkiDer);
     const issuer = rt.issuers.get(profile.issuer)!;
     const decision = enforceProfile({
@@ -455,7 +469,7 @@ export class Authority {
     if (!issuer) throw new IssueError(503, "issuer_unavailable", `no issuer ${profile.issuer}`);
     const spkiDer = Buffer.from(publicKey.export({ type: "spki", format: "der" }));
     this.pinGate(rt, profile, spkiDer);
-    const csr: Csr = { subject: names.cn ? { CN: names.cn } : {}, spkiDer, publicKeyBits: publicKeyBits(spkiDer), publicKey, keyAlgorithm: algorithmOf(publicKey), sans: { dns: names.dns ?? [], ip: names.ip ?? [], uri: names.uri ?? [] } };
+    const csr: Csr = { subject: names.cn ? { CN: names.cn } : {}, spkiDer, publicKeyBits: publicKeyBits(spkiDer), keyAlgorithm: algorithmOf(publicKey), sans: { dns: names.dns ?? [], ip: names.ip ?? [], uri: names.uri ?? [] } };
     const decision = enforceProfile({ profile, issuer: issuer.doc, issuerNotAfter: issuer.cert.notAfter, csr, request: { ...(names.validity ? { validity: names.validity } : {}) }, now: this.now() });
     return this.sign(rt, profile, decision, csr, "engine");
   }
@@ -621,8 +635,9 @@ export class Authority {
     return { status: 200, body, cached: entry };
   }
 
-  close(): Promise<void> {
-    return this.store.close();
+  async close(): Promise<void> {
+    await this.store.close();
+    await this.workers?.close();
   }
 }
 

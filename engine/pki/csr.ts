@@ -2,7 +2,8 @@ import { createPublicKey, KeyObject, verify, webcrypto } from "node:crypto";
 import type { KeyAlgorithm } from "../config/index.js";
 import { children, DerError, oidText, readTlv, type Tlv } from "./der.js";
 import { IssueError } from "./errors.js";
-import { algorithmOf } from "./keys/common.js";
+import { algorithmOfDetails } from "./keys/common.js";
+import type { CryptoWorkers, VerifyResult } from "./workers.js";
 import { fromPem, OID_NAMES } from "./x509.js";
 
 export interface Sans {
@@ -18,7 +19,6 @@ export interface Csr {
   spkiDer: Buffer;
   /** The subjectPublicKey bits (for the key identifier). */
   publicKeyBits: Buffer;
-  publicKey: KeyObject;
   keyAlgorithm: KeyAlgorithm;
   sans: Sans;
 }
@@ -87,17 +87,45 @@ const EC_CURVES: Record<string, { crv: string; size: number }> = {
  * 1) that is the whole validity check. This runs on every request. Anything
  * else goes through the DER decoder.
  */
-async function importPublicKey(der: Buffer, spki: Tlv, bits: Buffer): Promise<KeyObject> {
+function ecCurve(der: Buffer, spki: Tlv, bits: Buffer): string | undefined {
   const [alg] = children(der, spki);
   const [oid, params] = children(der, expect(alg, 0x30, "algorithm"));
   const algOid = oidText(der.subarray(expect(oid, 0x06, "algorithm").content, oid!.end));
   if (algOid === "1.2.840.10045.2.1" && params?.tag === 0x06) {
     const curve = EC_CURVES[oidText(der.subarray(params.content, params.end))];
-    if (curve && bits.length === 1 + 2 * curve.size && bits[0] === 0x04) {
-      return KeyObject.from(await webcrypto.subtle.importKey("raw", bits, { name: "ECDSA", namedCurve: curve.crv }, true, ["verify"]));
+    if (curve && bits.length === 1 + 2 * curve.size && bits[0] === 0x04) return curve.crv;
+  }
+  return undefined;
+}
+
+async function importPublicKey(der: Buffer, spki: Tlv, bits: Buffer): Promise<KeyObject> {
+  const crv = ecCurve(der, spki, bits);
+  if (crv) return KeyObject.from(await webcrypto.subtle.importKey("raw", bits, { name: "ECDSA", namedCurve: crv }, true, ["verify"]));
+  return createPublicKey({ key: der.subarray(spki.start, spki.end), format: "der", type: "spki" });
+}
+
+/** Key import and signature check on this thread (no workers: the CLI, tests, one-core machines). */
+async function verifyHere(der: Buffer, info: Tlv, spki: Tlv, bits: Buffer, hash: string | null | undefined, signature: Buffer): Promise<VerifyResult> {
+  let publicKey: KeyObject;
+  try {
+    publicKey = await importPublicKey(der, spki, bits);
+  } catch (err) {
+    return { keyError: (err as Error).message };
+  }
+  // Verified in the synchronous form: the thread-pool hop of the callback
+  // form (wake a pool thread, then the event loop again) cost more CPU per
+  // certificate than it saved; the hop that pays is a batch to the crypto
+  // workers (workers.ts).
+  let ok = false;
+  if (hash !== undefined) {
+    try {
+      ok = verify(hash, der.subarray(info.start, info.end), publicKey, signature);
+    } catch {
+      ok = false;
     }
   }
-  return createPublicKey({ key: der.subarray(spki.start, spki.end), format: "der", type: "spki" });
+  const d = publicKey.asymmetricKeyDetails ?? {};
+  return { type: publicKey.asymmetricKeyType!, ...(d.namedCurve ? { namedCurve: d.namedCurve } : {}), ...(d.modulusLength ? { modulusLength: d.modulusLength } : {}), ok };
 }
 
 /**
@@ -105,7 +133,7 @@ async function importPublicKey(der: Buffer, spki: Tlv, bits: Buffer): Promise<Ke
  * small DER walker rather than asn1-schema: this runs on every issuance
  * request and the schema parser costs more than the signature check.
  */
-export async function parseCsr(pem: unknown): Promise<Csr> {
+export async function parseCsr(pem: unknown, workers?: CryptoWorkers): Promise<Csr> {
   if (typeof pem !== "string" || pem.length === 0) throw bad("csr must be a PEM CERTIFICATE REQUEST string");
   const der = fromPem(pem, "CERTIFICATE REQUEST")[0] ?? fromPem(pem, "NEW CERTIFICATE REQUEST")[0];
   if (!der) throw bad("csr is not PEM: expected a -----BEGIN CERTIFICATE REQUEST----- block");
@@ -132,30 +160,42 @@ export async function parseCsr(pem: unknown): Promise<Csr> {
     throw bad(`csr is not a PKCS#10 certification request (${(err as Error).message})`);
   }
   const spkiDer = der.subarray(spki.start, spki.end);
-  let publicKey: KeyObject;
-  try {
-    publicKey = await importPublicKey(der, spki, bits);
-  } catch (err) {
-    throw bad(`csr public key cannot be read (${(err as Error).message})`, "key_type");
-  }
+  // The hash is looked up before the check, which runs only for an accepted algorithm; the key is read either way, so a bad key is named as such.
+  const hash = sigOid in SIGNATURE_HASHES ? SIGNATURE_HASHES[sigOid] : undefined;
+  let checked: VerifyResult;
+  if (workers) {
+    let crv: string | undefined;
+    try {
+      crv = ecCurve(der, spki, bits);
+    } catch (err) {
+      throw bad(`csr public key cannot be read (${(err as Error).message})`, "key_type");
+    }
+    const copy = new Uint8Array(der);
+    const at = (b: Buffer) => b.byteOffset - der.byteOffset;
+    checked = await workers.verify({
+      op: "verify",
+      der: copy,
+      info: info.start,
+      infoEnd: info.end,
+      sig: at(signature),
+      sigEnd: at(signature) + signature.length,
+      spki: spki.start,
+      spkiEnd: spki.end,
+      bits: at(bits),
+      bitsEnd: at(bits) + bits.length,
+      ...(crv ? { crv } : {}),
+      ...(hash !== undefined ? { hash } : {}),
+    });
+  } else checked = await verifyHere(der, info, spki, bits, hash, signature);
+  if ("keyError" in checked) throw bad(`csr public key cannot be read (${checked.keyError})`, "key_type");
   let keyAlgorithm: KeyAlgorithm;
   try {
-    keyAlgorithm = algorithmOf(publicKey);
+    keyAlgorithm = algorithmOfDetails(checked.type, checked);
   } catch (err) {
     throw bad(`csr ${(err as Error).message}`, "key_type");
   }
-  if (!(sigOid in SIGNATURE_HASHES)) throw bad(`csr signature algorithm ${sigOid} is not accepted`, "bad_csr_signature");
-  // Verified in the synchronous form: the thread-pool hop of the callback
-  // form (wake a pool thread, then the event loop again) cost more CPU per
-  // certificate than it saved on the 2-core machines this runs on (issuance
-  // bench, CPU-seconds of the server per certificate).
-  let ok: boolean;
-  try {
-    ok = verify(SIGNATURE_HASHES[sigOid] ?? null, der.subarray(info.start, info.end), publicKey, signature);
-  } catch {
-    ok = false;
-  }
-  if (!ok) throw bad("csr signature does not verify with the csr's public key (proof of possession failed)", "bad_csr_signature");
+  if (hash === undefined) throw bad(`csr signature algorithm ${sigOid} is not accepted`, "bad_csr_signature");
+  if (!checked.ok) throw bad("csr signature does not verify with the csr's public key (proof of possession failed)", "bad_csr_signature");
 
   const subject: Record<string, string> = {};
   const sans: Sans = { dns: [], ip: [], uri: [] };
@@ -191,5 +231,5 @@ export async function parseCsr(pem: unknown): Promise<Csr> {
     if (err instanceof IssueError) throw err;
     throw bad(`csr subject or extension request cannot be read (${(err as Error).message})`);
   }
-  return { subject, spkiDer: Buffer.from(spkiDer), publicKeyBits: Buffer.from(bits), publicKey, keyAlgorithm, sans };
+  return { subject, spkiDer: Buffer.from(spkiDer), publicKeyBits: Buffer.from(bits), keyAlgorithm, sans };
 }

@@ -74,7 +74,7 @@ export interface SignedLeaf {
  * key usages and validity all come from `decision`.
  */
 export async function signLeaf(issuer: Issuer, decision: Decision, spkiDer: Buffer, publicKeyBits: Buffer, extra: Buffer[] = []): Promise<SignedLeaf> {
-  const signer = issuer.signer;
+  const signer = issuer.leafSigner ?? issuer.signer;
   if (!signer) throw new Error(`issuer ${issuer.id} is offline`);
   const sigAlg = signatureAlgorithm(signer.algorithm);
   const sigAlgDer = cached(issuer, `alg:${signer.algorithm}`, () => extDer(sigAlg));

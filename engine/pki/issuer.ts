@@ -66,4 +66,6 @@ export interface Issuer {
   readonly chain: readonly IssuerCert[];
   /** Absent for offline issuers (the root). */
   readonly signer?: Signer;
+  /** What signs end-entity certificates: the same key, on the crypto workers when it is a software key (workers.ts). */
+  readonly leafSigner?: Signer;
 }

@@ -173,7 +173,9 @@ describe("bad input gets a clear 4xx, nothing is issued, the server keeps servin
 
   it("an issuer key that becomes unavailable gives 503 naming it, and service resumes when it is back", async () => {
     const { KeyError } = await import("../../engine/pki/index.js");
-    const signer = p.svc.authority.runtime!.issuers.get("int-tls")!.signer!;
+    // The signer that makes leaf certificates (on the crypto workers when there are some).
+    const issuer = p.svc.authority.runtime!.issuers.get("int-tls")!;
+    const signer = (issuer.leafSigner ?? issuer.signer)!;
     const real = signer.sign;
     (signer as { sign: unknown }).sign = () => Promise.reject(new KeyError("PKCS#11 token `viw` not found", true));
     const { csr } = makeCsr(p.dir, "u503", "/CN=gw.viworks.example");

@@ -14,8 +14,12 @@ export function hashOf(algorithm: KeyAlgorithm): "sha256" | "sha384" | null {
 
 /** The algorithm a public key is, or a message saying why it is none we sign with. */
 export function algorithmOf(publicKey: KeyObject): KeyAlgorithm {
-  const d = publicKey.asymmetricKeyDetails ?? {};
-  switch (publicKey.asymmetricKeyType) {
+  return algorithmOfDetails(publicKey.asymmetricKeyType, publicKey.asymmetricKeyDetails ?? {});
+}
+
+/** algorithmOf from a key's type and details (what a crypto worker reports of a key it imported). */
+export function algorithmOfDetails(type: string | undefined, d: { namedCurve?: string; modulusLength?: number }): KeyAlgorithm {
+  switch (type) {
     case "ec":
       if (d.namedCurve === "prime256v1" || d.namedCurve === "P-256") return "ecdsa-p256";
       if (d.namedCurve === "secp384r1" || d.namedCurve === "P-384") return "ecdsa-p384";
@@ -28,7 +32,7 @@ export function algorithmOf(publicKey: KeyObject): KeyAlgorithm {
     case "ed25519":
       return "ed25519";
   }
-  throw new KeyError(`unsupported key: ${publicKey.asymmetricKeyType}${d.namedCurve ? " " + d.namedCurve : ""}${d.modulusLength ? " " + d.modulusLength + " bits" : ""}`);
+  throw new KeyError(`unsupported key: ${type}${d.namedCurve ? " " + d.namedCurve : ""}${d.modulusLength ? " " + d.modulusLength + " bits" : ""}`);
 }
 
 /**

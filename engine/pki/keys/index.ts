@@ -10,7 +10,7 @@ import { Pkcs11KeyProvider } from "./pkcs11.js";
 import { SoftwareKeyProvider } from "./software.js";
 
 export { KeyError, algorithmOf, keyIdOf } from "./common.js";
-export { SoftwareKeyProvider, softwareSigner, generatePrivateKey, fileRefName } from "./software.js";
+export { SoftwareKeyProvider, softwareSigner, softwareKeyOf, generatePrivateKey, fileRefName } from "./software.js";
 export { Pkcs11KeyProvider, type Pkcs11Options } from "./pkcs11.js";
 export { parsePkcs11Uri, redactPkcs11Uri } from "./uri.js";
 

@@ -14,6 +14,12 @@ export function fileRefName(ref: string): string {
   return m[1]!;
 }
 
+/** The key behind a software Signer, for the PKI's crypto workers (threads of this process) to sign with. */
+const KEYS = new WeakMap<Signer, { key: KeyObject; hash: string | null }>();
+export function softwareKeyOf(signer: Signer): { key: KeyObject; hash: string | null } | undefined {
+  return KEYS.get(signer);
+}
+
 class SoftwareSigner implements Signer {
   readonly keyId: string;
   readonly algorithm: KeyAlgorithm;
@@ -25,6 +31,7 @@ class SoftwareSigner implements Signer {
     this.algorithm = algorithmOf(this.publicKey);
     this.keyId = keyIdOf(this.publicKey);
     this.hash = hashOf(this.algorithm);
+    KEYS.set(this, { key, hash: this.hash });
   }
 
   // EC and Ed25519 sign in the synchronous form: their signature costs less
