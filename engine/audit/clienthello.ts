@@ -5,7 +5,11 @@ import { hash } from "node:crypto";
  * md5 of "version,ciphers,extensions,groups,point_formats", GREASE values
  * removed) and the versions the client offered. Hand-written because it runs
  * on the raw bytes of every connection before TLS takes them (the hot path)
- * and no maintained npm package parses a ClientHello from a Buffer.
+ * and no maintained npm package parses a ClientHello from a Buffer. It reads
+ * the hello in place (no copy of the bytes, no intermediate arrays: the JA3
+ * lists are written straight into their string) when one record holds it,
+ * which is how every TLS stack sends it; a hello split over records is
+ * reassembled first.
  */
 
 export interface ClientHello {
@@ -22,6 +26,10 @@ export interface ClientHello {
 export type HelloResult = { state: "more" } | { state: "not-tls" } | { state: "ok"; hello: ClientHello } | { state: "bad" };
 
 const MAX_HELLO = 64 * 1024;
+// The answers without a hello are shared: the peek asks once per TCP segment.
+const MORE: HelloResult = Object.freeze({ state: "more" });
+const NOT_TLS: HelloResult = Object.freeze({ state: "not-tls" });
+const BAD: HelloResult = Object.freeze({ state: "bad" });
 
 const isGrease = (v: number): boolean => (v & 0x0f0f) === 0x0a0a && v >> 8 === (v & 0xff);
 
@@ -36,92 +44,107 @@ export function versionName(v: number): string {
   }
 }
 
-/** Reassembles the handshake bytes of the leading handshake records (a hello may span records and TCP segments). */
+/** The handshake bytes of the leading handshake records (a hello may span records and TCP segments). */
 export function readClientHello(buf: Buffer): HelloResult {
-  if (buf.length < 1) return { state: "more" };
-  if (buf[0] !== 0x16) return { state: "not-tls" };
+  if (buf.length < 1) return MORE;
+  if (buf[0] !== 0x16) return NOT_TLS;
+  if (buf.length >= 9) {
+    // One record holding the whole ClientHello (the usual case): parsed where it lies.
+    const len = (buf[3]! << 8) | buf[4]!;
+    if (len >= 4 && buf.length >= 5 + len) {
+      if (buf[5] !== 0x01) return BAD;
+      const need = 4 + ((buf[6]! << 16) | (buf[7]! << 8) | buf[8]!);
+      if (need > MAX_HELLO) return BAD;
+      if (need <= len) return parsed(buf, 9, 5 + need);
+    }
+  }
   const parts: Buffer[] = [];
   let have = 0;
   let need = -1;
   let off = 0;
   while (need < 0 || have < need) {
-    if (buf.length < off + 5) return buf.length > MAX_HELLO ? { state: "bad" } : { state: "more" };
-    if (buf[off] !== 0x16) return { state: "bad" };
+    if (buf.length < off + 5) return buf.length > MAX_HELLO ? BAD : MORE;
+    if (buf[off] !== 0x16) return BAD;
     const len = buf.readUInt16BE(off + 3);
-    if (buf.length < off + 5 + len) return off + 5 + len > MAX_HELLO ? { state: "bad" } : { state: "more" };
+    if (buf.length < off + 5 + len) return off + 5 + len > MAX_HELLO ? BAD : MORE;
     parts.push(buf.subarray(off + 5, off + 5 + len));
     have += len;
     off += 5 + len;
     if (need < 0 && have >= 4) {
       const hs = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-      if (hs[0] !== 0x01) return { state: "bad" };
+      if (hs[0] !== 0x01) return BAD;
       need = 4 + hs.readUIntBE(1, 3);
-      if (need > MAX_HELLO) return { state: "bad" };
+      if (need > MAX_HELLO) return BAD;
     }
   }
   const hs = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-  try {
-    return { state: "ok", hello: parseHello(hs.subarray(4, need)) };
-  } catch {
-    return { state: "bad" };
-  }
+  return parsed(hs, 4, need);
 }
 
-function parseHello(b: Buffer): ClientHello {
-  let p = 0;
-  const need = (n: number): void => {
-    if (p + n > b.length) throw new RangeError("truncated ClientHello");
-  };
-  need(2 + 32 + 1);
-  const version = b.readUInt16BE(p);
-  p += 2 + 32;
+function parsed(b: Buffer, start: number, end: number): HelloResult {
+  const hello = parseHello(b, start, end);
+  return hello ? { state: "ok", hello } : BAD;
+}
+
+/** The ClientHello body b[start, end); undefined when it is truncated. */
+function parseHello(b: Buffer, start: number, end: number): ClientHello | undefined {
+  const u16 = (i: number): number => (b[i]! << 8) | b[i + 1]!;
+  let p = start;
+  if (p + 35 > end) return undefined;
+  const version = u16(p);
+  p += 34;
   p += 1 + b[p]!; // session id
-  need(2);
-  const cipherLen = b.readUInt16BE(p);
+  if (p + 2 > end) return undefined;
+  const cipherLen = u16(p);
   p += 2;
-  need(cipherLen);
-  const ciphers: number[] = [];
-  for (let i = 0; i + 1 < cipherLen; i += 2) {
-    const c = b.readUInt16BE(p + i);
-    if (!isGrease(c)) ciphers.push(c);
+  if (p + cipherLen > end) return undefined;
+  let ciphers = "";
+  for (let i = p; i + 1 < p + cipherLen; i += 2) {
+    const c = u16(i);
+    if (!isGrease(c)) ciphers = ciphers.length === 0 ? `${c}` : `${ciphers}-${c}`;
   }
   p += cipherLen;
-  need(1);
+  if (p + 1 > end) return undefined;
   p += 1 + b[p]!; // compression methods
-  const exts: number[] = [];
-  const groups: number[] = [];
-  const formats: number[] = [];
-  let offered: number[] = [];
+  let exts = "";
+  let groups = "";
+  let formats = "";
+  let offered: number[] | undefined;
   let serverName: string | undefined;
-  if (p + 2 <= b.length) {
-    const end = Math.min(b.length, p + 2 + b.readUInt16BE(p));
+  if (p + 2 <= end) {
+    const extEnd = Math.min(end, p + 2 + u16(p));
     p += 2;
-    while (p + 4 <= end) {
-      const type = b.readUInt16BE(p);
-      const len = b.readUInt16BE(p + 2);
-      const d = b.subarray(p + 4, p + 4 + len);
-      p += 4 + len;
+    while (p + 4 <= extEnd) {
+      const type = u16(p);
+      // an extension's data is cut at the end of the hello, not of the extension list
+      const d = p + 4;
+      const dEnd = Math.min(end, d + u16(p + 2));
+      p = d + u16(p + 2);
       if (isGrease(type)) continue;
-      exts.push(type);
-      if (type === 10 && d.length >= 2) {
-        for (let i = 2; i + 1 < Math.min(d.length, 2 + d.readUInt16BE(0)); i += 2) {
-          const g = d.readUInt16BE(i);
-          if (!isGrease(g)) groups.push(g);
+      exts = exts.length === 0 ? `${type}` : `${exts}-${type}`;
+      const dLen = dEnd - d;
+      if (type === 10 && dLen >= 2) {
+        const stop = Math.min(dEnd, d + 2 + u16(d));
+        for (let i = d + 2; i + 1 < stop; i += 2) {
+          const g = u16(i);
+          if (!isGrease(g)) groups = groups.length === 0 ? `${g}` : `${groups}-${g}`;
         }
-      } else if (type === 11 && d.length >= 1) {
-        for (let i = 1; i < Math.min(d.length, 1 + d[0]!); i++) formats.push(d[i]!);
-      } else if (type === 43 && d.length >= 1) {
-        for (let i = 1; i + 1 < Math.min(d.length, 1 + d[0]!); i += 2) {
-          const v = d.readUInt16BE(i);
-          if (!isGrease(v)) offered.push(v);
+      } else if (type === 11 && dLen >= 1) {
+        const stop = Math.min(dEnd, d + 1 + b[d]!);
+        for (let i = d + 1; i < stop; i++) formats = formats.length === 0 ? `${b[i]}` : `${formats}-${b[i]}`;
+      } else if (type === 43 && dLen >= 1) {
+        const stop = Math.min(dEnd, d + 1 + b[d]!);
+        for (let i = d + 1; i + 1 < stop; i += 2) {
+          const v = u16(i);
+          if (!isGrease(v)) (offered ??= []).push(v);
         }
-      } else if (type === 0 && d.length >= 5 && d[2] === 0) {
-        serverName = d.subarray(5, 5 + d.readUInt16BE(3)).toString("latin1");
+      } else if (type === 0 && dLen >= 5 && b[d + 2] === 0) {
+        serverName = b.toString("latin1", d + 5, Math.min(dEnd, d + 5 + u16(d + 3)));
       }
     }
   }
-  if (offered.length === 0) offered = [version];
-  const ja3Text = `${version},${ciphers.join("-")},${exts.join("-")},${groups.join("-")},${formats.join("-")}`;
-  const ja3 = hash("md5", ja3Text, "hex");
-  return { version, offered, ja3, ja3Text, ...(serverName !== undefined ? { serverName } : {}) };
+  const ja3Text = `${version},${ciphers},${exts},${groups},${formats}`;
+  const hello: ClientHello = { version, offered: offered ?? [version], ja3: hash("md5", ja3Text, "hex"), ja3Text };
+  if (serverName !== undefined) hello.serverName = serverName;
+  return hello;
 }

@@ -11,7 +11,7 @@
  * - `clientTlsOptions()` — the VIW_TLS_* environment for `viw` commands' TLS clients.
  */
 export { AuditLog, parseAuditLine, escapeAuditValue, formatAuditFields } from "./log.js";
-export type { AuditLogOptions, AuditLogStats, AuditFields, AuditValue, ParsedAuditLine, EventDraft } from "./log.js";
+export type { AuditLogOptions, AuditLogStats, AuditFields, AuditValue, ParsedAuditLine, EventDraft, TlsSessionInfo, TlsSessionRecord } from "./log.js";
 export { auditTlsServer, PEEK_MS } from "./tls.js";
 export type { TlsAudit, TlsAuditOptions } from "./tls.js";
 export { readClientHello } from "./clienthello.js";

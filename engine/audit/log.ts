@@ -56,6 +56,48 @@ export interface EventDraft {
   [field: string]: unknown;
 }
 
+/**
+ * What the two records of one TLS session (ESTABLISH, then TERMINATED) share,
+ * made once per session by the TLS audit (plain data: a queued record must not
+ * keep its socket alive). The listener name is checked when the log first sees it.
+ */
+export interface TlsSessionInfo {
+  readonly listener: string;
+  readonly component: string;
+  readonly id: string;
+  readonly srcIp: string;
+  readonly srcPort: number | undefined;
+  readonly dstIp: string;
+  readonly dstPort: number | undefined;
+  subjectDn: string;
+  serial: string | undefined;
+  ja3: string | undefined;
+  /** Offered versions by name (extra.tls_offered). */
+  offered: readonly string[] | undefined;
+  sni: string | undefined;
+}
+
+/** One ACCESS_SESSION_* record of a TLS session: its line, and its journal event (tls_session_establish / tls_session_terminate). */
+export interface TlsSessionRecord {
+  session: TlsSessionInfo;
+  event: "ACCESS_SESSION_ESTABLISH_SUCCESS" | "ACCESS_SESSION_ESTABLISH_FAILURE" | "ACCESS_SESSION_TERMINATED";
+  outcome: "Success" | "Failure";
+  result: "success" | "failure";
+  severity: string;
+  /** Info= and, with an error code, error_msg. */
+  info: string;
+  errorCode: string | undefined;
+  durationMs: number;
+  /** ESTABLISH_SUCCESS: extra.tls_version and extra.cipher. */
+  tlsVersion?: string | null;
+  cipher?: string | undefined;
+  /** TERMINATED: bytes_in / bytes_out. */
+  bytesIn?: number;
+  bytesOut?: number;
+  /** Where its journal event goes; default the log's journal. */
+  journal: Journal | undefined;
+}
+
 export interface AuditLogOptions {
   /** Rotate when the next line would take the file past this size. Default 64 MiB. */
   maxBytes?: number;
@@ -158,6 +200,8 @@ export function parseAuditLine(line: string): ParsedAuditLine {
   return { timestamp: m[1]!, listener: m[2]!, fields };
 }
 
+type QueuedSession = { listener: string; event: string; fields: AuditFields; draft: EventDraft | undefined; journal: Journal | undefined } | TlsSessionRecord;
+
 const DEFAULT_MAX_BYTES = 64 * 1024 * 1024;
 const writeAsync = promisify(fsWrite);
 const MAX_BATCH = 1000;
@@ -181,8 +225,11 @@ export class AuditLog {
   private readonly pending = new Set<Promise<unknown>>();
   /** Lines (with their LF) waiting for the writer, with rotation points between them. */
   private out: (string | { rotate: string })[] = [];
-  /** Session records not yet formatted (writeSession). */
-  private sessions: { listener: string; event: string; fields: AuditFields; draft: EventDraft | undefined; journal: Journal | undefined; at: Date }[] = [];
+  /** Session records not yet formatted (writeSession, writeTlsSession), with their time. */
+  private sessions: QueuedSession[] = [];
+  private times: Date[] = [];
+  /** Listener names of TLS session records already checked. */
+  private readonly listeners = new Set<string>();
   private pumping = false;
   /** A session line is waiting for the flush timer. */
   private flushTimer: NodeJS.Timeout | undefined;
@@ -249,7 +296,25 @@ export class AuditLog {
   writeSession(listener: string, event: string, fields: AuditFields, draft?: EventDraft, journal?: Journal): void {
     if (this.closed) throw new Error("audit log is closed");
     assertListenerName(listener);
-    this.sessions.push({ listener, event, fields, draft, journal, at: this.now() });
+    this.queue({ listener, event, fields, draft, journal });
+  }
+
+  /**
+   * A TLS session record (what `auditTlsServer` writes, two per session),
+   * queued like `writeSession`: its line and journal event are written from
+   * templates, not from generic fields and a draft, because at one pair per
+   * handshake the generic path (field arrays, a draft, its key-sorted copy
+   * for canonical JSON) was a measurable share of the handshake's cost.
+   * The record must not be changed once written.
+   */
+  writeTlsSession(record: TlsSessionRecord): void {
+    if (this.closed) throw new Error("audit log is closed");
+    this.queue(record);
+  }
+
+  private queue(r: QueuedSession): void {
+    this.sessions.push(r);
+    this.times.push(this.now());
     this.schedule(this.flushMs === 0 || this.sessions.length >= MAX_SESSIONS);
   }
 
@@ -257,10 +322,14 @@ export class AuditLog {
   private materialize(): void {
     if (this.sessions.length === 0) return;
     const batch = this.sessions;
+    const times = this.times;
     this.sessions = [];
-    for (const r of batch) {
+    this.times = [];
+    for (let i = 0; i < batch.length; i++) {
+      const r = batch[i]!;
       try {
-        this.append(r.listener, r.event, r.fields, r.draft, r.journal, true, r.at);
+        if ("session" in r) this.appendTls(r, times[i]!);
+        else this.append(r.listener, r.event, r.fields, r.draft, r.journal, true, times[i]);
       } catch (err) {
         this.counters.writeErrors++;
         this.onError(new Error(`audit record ${r.event} dropped: ${(err as Error).message}`));
@@ -272,6 +341,71 @@ export class AuditLog {
     assertListenerName(listener);
     const ts = (draft?.timestamp ? new Date(draft.timestamp) : (at ?? this.now())).toISOString();
     const line = `${ts} [${listener}] ${formatAuditFields(event, fields)}`;
+    this.put(line, ts);
+    const sink = journal ?? this.journal;
+    if (sink && draft) this.journalLine(sink, line, event, ts, draft, owned);
+    return line;
+  }
+
+  /**
+   * A TLS session record as `append` would write it from its fields and draft
+   * (the same line, the same event: test/audit/log.test.ts checks both), with
+   * the event's keys inserted in RFC 8785 order so that JSON.stringify gives its
+   * canonical JSON, handed to the journal as its text (keys left undefined are
+   * skipped by JSON.stringify as by canonicalJson).
+   */
+  private appendTls(r: TlsSessionRecord, at: Date): void {
+    const s = r.session;
+    if (!this.listeners.has(s.listener)) {
+      assertListenerName(s.listener);
+      this.listeners.add(s.listener);
+    }
+    const ts = at.toISOString();
+    const line =
+      `${ts} [${s.listener}] [AuditEvent=${r.event}][ClientIP=${escapeAuditValue(s.srcIp)}][ServerIP=${escapeAuditValue(s.dstIp)}]` +
+      `[${r.event === "ACCESS_SESSION_ESTABLISH_FAILURE" ? "AttemptedID" : "SubjectID"}=${escapeAuditValue(s.subjectDn)}][Outcome=${r.outcome}][Info=${escapeAuditValue(r.info)}]`;
+    this.put(line, ts);
+    const sink = r.journal ?? this.journal;
+    if (!sink) return;
+    const action = r.event === "ACCESS_SESSION_TERMINATED" ? "tls_session_terminate" : "tls_session_establish";
+    // prettier-ignore
+    const event = {
+      action,
+      bytes_in: r.bytesIn,
+      bytes_out: r.bytesOut,
+      component: s.component,
+      dst_ip: s.dstIp || undefined,
+      dst_port: s.dstPort,
+      duration_ms: r.durationMs,
+      error_code: r.errorCode,
+      error_msg: r.errorCode === undefined ? undefined : r.info,
+      event_id: this.eventId(line),
+      extra: {
+        audit_event: r.event,
+        audit_line: line,
+        cipher: r.cipher,
+        listener: s.listener,
+        serial: s.serial || undefined,
+        sni: s.sni || undefined,
+        subject_dn: s.subjectDn,
+        tls_offered: s.offered,
+        tls_version: r.tlsVersion,
+      },
+      proto: "tcp",
+      received_at: ts,
+      result: r.result,
+      session_id: s.id,
+      severity: r.severity,
+      src_ip: s.srcIp || undefined,
+      src_port: s.srcPort,
+      timestamp: ts,
+      tls_ja3: s.ja3,
+    };
+    this.journalItem(sink, { index: this.route(action), event: event as NormalizedEvent, json: JSON.stringify(event) });
+  }
+
+  /** Queues one line (and a rotation before it when its day or the size says so). */
+  private put(line: string, ts: string): void {
     const text = line + "\n";
     const length = Buffer.byteLength(text, "utf8");
     const day = ts.slice(0, 10);
@@ -282,9 +416,6 @@ export class AuditLog {
     if (this.size === 0) this.day = day;
     this.out.push(text);
     this.size += length;
-    const sink = journal ?? this.journal;
-    if (sink && draft) this.journalLine(sink, line, event, ts, draft, owned);
-    return line;
   }
 
   /** Starts the writer now (next turn), or arms the session flush timer. */
@@ -316,11 +447,19 @@ export class AuditLog {
       event = { ...draft, timestamp: draft.timestamp || ts } as NormalizedEvent;
       event.extra = { ...draft.extra, audit_event: auditEvent, audit_line: line };
     }
-    event.event_id = hash("sha256", `${this.boot}:${this.seq++}:${line}`, "hex");
+    event.event_id = this.eventId(line);
     event.received_at = ts;
+    this.journalItem(sink, { index: this.route(draft.action), event });
+  }
+
+  private eventId(line: string): string {
+    return hash("sha256", `${this.boot}:${this.seq++}:${line}`, "hex");
+  }
+
+  private journalItem(sink: Journal, item: JournalItem): void {
     let queue = this.queues.get(sink);
     if (!queue) this.queues.set(sink, (queue = []));
-    queue.push({ index: this.route(draft.action), event });
+    queue.push(item);
     if (queue.length >= MAX_BATCH) this.drain();
     else this.timer ??= setTimeout(() => this.drain(), this.batchMs).unref();
   }

@@ -5,7 +5,7 @@ import { DEFAULT_MAX_VERSION, DEFAULT_MIN_VERSION, type Server as TlsServer, typ
 import type { X509Certificate } from "node:crypto";
 import type { Journal } from "../siem/journal/index.js";
 import { readClientHello, versionName, type ClientHello } from "./clienthello.js";
-import { assertListenerName, type AuditLog, type EventDraft } from "./log.js";
+import { assertListenerName, type AuditLog, type TlsSessionInfo, type TlsSessionRecord } from "./log.js";
 
 /**
  * TLS session audit for one listener (Dogtag PKI 10.4's ACCESS_SESSION_*
@@ -73,18 +73,16 @@ export interface Reason {
 }
 
 interface Session {
-  id: string;
+  /** What its records share (no socket in it: a queued record must not keep the socket alive). */
+  info: TlsSessionInfo;
   raw: Socket;
   sock?: TLSSocket;
-  srcIp: string;
-  srcPort?: number;
-  dstIp: string;
-  dstPort?: number;
   startedAt: number;
   establishedAt: number;
   hello?: ClientHello;
-  subjectDn: string;
-  serial?: string;
+  /** The peek: bytes read so far, and its timer. */
+  peeked?: Buffer;
+  peekTimer?: NodeJS.Timeout;
   done: boolean;
   established: boolean;
   sawEnd: boolean;
@@ -126,16 +124,25 @@ export function auditTlsServer(server: AnyServer, opts: TlsAuditOptions): TlsAud
   const sessionOf = (raw: Socket): Session => {
     let s = sessions.get(raw);
     if (!s) {
+      const now = Date.now();
       s = {
-        id: `${BOOT}${(++sessionCounter).toString(16).padStart(8, "0")}`,
+        info: {
+          listener,
+          component,
+          id: `${BOOT}${(++sessionCounter).toString(16).padStart(8, "0")}`,
+          srcIp: plainIp(raw.remoteAddress),
+          srcPort: raw.remotePort,
+          dstIp: plainIp(raw.localAddress),
+          dstPort: raw.localPort,
+          subjectDn: "",
+          serial: undefined,
+          ja3: undefined,
+          offered: undefined,
+          sni: undefined,
+        },
         raw,
-        srcIp: plainIp(raw.remoteAddress),
-        srcPort: raw.remotePort,
-        dstIp: plainIp(raw.localAddress),
-        dstPort: raw.localPort,
-        startedAt: Date.now(),
+        startedAt: now,
         establishedAt: 0,
-        subjectDn: "",
         done: false,
         established: false,
         sawEnd: false,
@@ -144,7 +151,7 @@ export function auditTlsServer(server: AnyServer, opts: TlsAuditOptions): TlsAud
         idle: false,
         shutdown: false,
         lastBytes: 0,
-        lastActive: Date.now(),
+        lastActive: now,
       };
       sessions.set(raw, s);
     }
@@ -152,48 +159,38 @@ export function auditTlsServer(server: AnyServer, opts: TlsAuditOptions): TlsAud
   };
   const sessionOfTls = (sock: TLSSocket): Session => sessionOf(((sock as unknown as { _parent?: Socket })._parent ?? sock) as Socket);
 
-  // The normalized event of a session record, built field by field: this runs
-  // twice per handshake, and object spreads cost measurably there. The line's
-  // time (the audit log's clock) is the event's timestamp.
-  const draftOf = (s: Session, action: string, result: string, severity: string, since: number): EventDraft => {
-    // timestamp first (set to the line's time by the audit log), as in every other event
-    const d: EventDraft = { timestamp: "", component, action, session_id: s.id };
-    if (s.srcIp) d.src_ip = s.srcIp;
-    if (s.srcPort !== undefined) d.src_port = s.srcPort;
-    if (s.dstIp) d.dst_ip = s.dstIp;
-    if (s.dstPort !== undefined) d.dst_port = s.dstPort;
-    d.proto = "tcp";
-    if (s.hello) d.tls_ja3 = s.hello.ja3;
-    d.result = result;
-    d.severity = severity;
-    d.duration_ms = Date.now() - since;
-    const extra: Record<string, unknown> = { listener, subject_dn: s.subjectDn };
-    if (s.serial) extra.serial = s.serial;
-    if (s.hello) {
-      extra.tls_offered = s.hello.offered.map(versionName);
-      if (s.hello.serverName) extra.sni = s.hello.serverName;
-    }
-    d.extra = extra;
-    return d;
-  };
-
+  // A session's two records share its info; each record is a small object the audit log formats in its batch.
   const recordFailure = (s: Session, r: Reason): void => {
     if (s.done) return;
     s.done = true;
-    const d = draftOf(s, "tls_session_establish", "failure", r.code === "protocol_version" || r.code === "certificate_revoked" ? "high" : "warning", s.startedAt);
-    d.error_code = r.code;
-    d.error_msg = r.info;
-    write("ACCESS_SESSION_ESTABLISH_FAILURE", s, "AttemptedID", "Failure", r.info, d);
+    write({
+      session: s.info,
+      event: "ACCESS_SESSION_ESTABLISH_FAILURE",
+      outcome: "Failure",
+      result: "failure",
+      severity: r.code === "protocol_version" || r.code === "certificate_revoked" ? "high" : "warning",
+      info: r.info,
+      errorCode: r.code,
+      durationMs: Date.now() - s.startedAt,
+      journal,
+    });
   };
 
   const recordSuccess = (s: Session, sock: TLSSocket): void => {
-    // Only when the owner chose rejectUnauthorized: false: the session is up, but say the certificate was not verified.
-    const info = srv.requestCert && !sock.authorized && s.subjectDn ? `client certificate not verified (${String(sock.authorizationError)})` : "";
-    const d = draftOf(s, "tls_session_establish", "success", "info", s.startedAt);
-    const extra = d.extra!;
-    extra.tls_version = sock.getProtocol();
-    extra.cipher = sock.getCipher()?.name;
-    write("ACCESS_SESSION_ESTABLISH_SUCCESS", s, "SubjectID", "Success", info, d);
+    write({
+      session: s.info,
+      event: "ACCESS_SESSION_ESTABLISH_SUCCESS",
+      outcome: "Success",
+      result: "success",
+      severity: "info",
+      // Only when the owner chose rejectUnauthorized: false: the session is up, but say the certificate was not verified.
+      info: srv.requestCert && !sock.authorized && s.info.subjectDn ? `client certificate not verified (${String(sock.authorizationError)})` : "",
+      errorCode: undefined,
+      durationMs: Date.now() - s.startedAt,
+      tlsVersion: sock.getProtocol(),
+      cipher: sock.getCipher()?.name,
+      journal,
+    });
   };
 
   const recordTermination = (s: Session): void => {
@@ -203,25 +200,24 @@ export function auditTlsServer(server: AnyServer, opts: TlsAuditOptions): TlsAud
     const r = terminationReason(s, shuttingDown || !srv.listening);
     const ok = r.code !== "reset";
     const sock = s.sock;
-    const d = draftOf(s, "tls_session_terminate", ok ? "success" : "failure", ok ? "info" : "warning", s.establishedAt);
-    d.error_code = r.code;
-    d.error_msg = r.info;
-    if (sock) {
-      d.bytes_in = sock.bytesRead;
-      d.bytes_out = sock.bytesWritten;
-    }
-    write("ACCESS_SESSION_TERMINATED", s, "SubjectID", ok ? "Success" : "Failure", r.info, d);
+    write({
+      session: s.info,
+      event: "ACCESS_SESSION_TERMINATED",
+      outcome: ok ? "Success" : "Failure",
+      result: ok ? "success" : "failure",
+      severity: ok ? "info" : "warning",
+      info: r.info,
+      errorCode: r.code,
+      durationMs: Date.now() - s.establishedAt,
+      bytesIn: sock?.bytesRead,
+      bytesOut: sock?.bytesWritten,
+      journal,
+    });
   };
 
-  function write(event: string, s: Session, idField: string, outcome: string, info: string, draft: EventDraft): void {
+  function write(record: TlsSessionRecord): void {
     try {
-      audit.writeSession(
-        listener,
-        event,
-        [["ClientIP", s.srcIp], ["ServerIP", s.dstIp], [idField, s.subjectDn], ["Outcome", outcome], ["Info", info]],
-        draft,
-        journal,
-      );
+      audit.writeTlsSession(record);
     } catch (err) {
       // The audit must never take a listener down; a closed or unwritable log is reported, not thrown.
       process.emitWarning(`TLS audit (${listener}) could not write: ${(err as Error).message}`);
@@ -233,45 +229,61 @@ export function auditTlsServer(server: AnyServer, opts: TlsAuditOptions): TlsAud
   const handOver = (raw: Socket): void => {
     for (const l of originals) l.call(srv, raw);
   };
+  // The peek's handlers are shared by every connection (the session is looked up from the socket): no closures per connection.
+  const endPeek = (s: Session): void => {
+    const raw = s.raw;
+    clearTimeout(s.peekTimer);
+    s.peekTimer = undefined;
+    raw.removeListener("data", onPeekData);
+    raw.removeListener("close", onPeekClose);
+    raw.removeListener("error", onPeekError);
+  };
+  const finishPeek = (s: Session): void => {
+    const raw = s.raw;
+    const buf = s.peeked;
+    s.peeked = undefined;
+    endPeek(s);
+    if (raw.destroyed) return;
+    raw.pause();
+    if (buf) raw.unshift(buf);
+    handOver(raw);
+  };
+  function onPeekData(this: Socket, chunk: Buffer): void {
+    const s = sessions.get(this)!;
+    const buf = (s.peeked = s.peeked ? Buffer.concat([s.peeked, chunk]) : chunk);
+    const r = readClientHello(buf);
+    if (r.state === "more") return;
+    if (r.state === "ok") {
+      const hello = (s.hello = r.hello);
+      const info = s.info;
+      info.ja3 = hello.ja3;
+      info.offered = hello.offered.map(versionName);
+      info.sni = hello.serverName;
+    }
+    finishPeek(s);
+  }
+  function onPeekError(this: Socket, err: NodeJS.ErrnoException): void {
+    sessions.get(this)!.error = err;
+  }
+  function onPeekClose(this: Socket): void {
+    const s = sessions.get(this)!;
+    endPeek(s);
+    recordFailure(s, shuttingDown
+      ? { code: "server_shutdown", info: "server shut down before the handshake" }
+      : { code: "reset", info: s.error ? `connection reset before the ClientHello (${s.error.code ?? s.error.message})` : "connection closed before the ClientHello" });
+  }
+  const onPeekTimeout = (s: Session): void => {
+    s.peekTimer = undefined;
+    finishPeek(s);
+  };
   const onConnection = (raw: Socket): void => {
     const s = sessionOf(raw);
     // Without the peek, node's own listener runs right after this one (prepended).
     if (opts.ja3 === false) return;
-    let buf: Buffer | undefined;
-    let finished = false;
-    const finish = (): void => {
-      if (finished) return;
-      finished = true;
-      clearTimeout(timer);
-      raw.removeListener("data", onData);
-      raw.removeListener("close", onEarlyClose);
-      raw.removeListener("error", onEarlyError);
-      if (raw.destroyed) return;
-      raw.pause();
-      if (buf) raw.unshift(buf);
-      handOver(raw);
-    };
-    const onData = (chunk: Buffer): void => {
-      buf = buf ? Buffer.concat([buf, chunk]) : chunk;
-      const r = readClientHello(buf);
-      if (r.state === "more") return;
-      if (r.state === "ok") s.hello = r.hello;
-      finish();
-    };
-    const onEarlyError = (err: NodeJS.ErrnoException): void => {
-      s.error = err;
-    };
-    const onEarlyClose = (): void => {
-      finished = true;
-      clearTimeout(timer);
-      recordFailure(s, shuttingDown
-        ? { code: "server_shutdown", info: "server shut down before the handshake" }
-        : { code: "reset", info: s.error ? `connection reset before the ClientHello (${s.error.code ?? s.error.message})` : "connection closed before the ClientHello" });
-    };
-    const timer = setTimeout(finish, PEEK_MS);
-    raw.on("data", onData);
-    raw.on("error", onEarlyError);
-    raw.once("close", onEarlyClose);
+    s.peekTimer = setTimeout(onPeekTimeout, PEEK_MS, s);
+    raw.on("data", onPeekData);
+    raw.on("error", onPeekError);
+    raw.once("close", onPeekClose);
   };
   if (opts.ja3 !== false) {
     srv.removeAllListeners("connection");
@@ -298,14 +310,15 @@ export function auditTlsServer(server: AnyServer, opts: TlsAuditOptions): TlsAud
     } catch {
       cert = undefined;
     }
+    const info = s.info;
     if (cert) {
       // The owner reads the same certificate right after (the issuance API's client identity): node builds a
       // new X509Certificate per call and re-derives subject, serial and names natively, so hand it this one
       // (immutable, with those already read) instead of parsing twice per handshake.
       const peer = cert;
       sock.getPeerX509Certificate = () => peer;
-      s.subjectDn = rfc4514(cert.subject);
-      s.serial = serialHex(cert.serialNumber);
+      info.subjectDn = dnOf(cert.subject);
+      info.serial = serialHex(cert.serialNumber);
     }
     const refuse = (r: Reason): boolean => {
       recordFailure(s, r);
@@ -316,12 +329,12 @@ export function auditTlsServer(server: AnyServer, opts: TlsAuditOptions): TlsAud
     if (cert && sock.authorized && opts.isRevoked) {
       let revoked: boolean;
       try {
-        revoked = opts.isRevoked(s.serial!, issuerDn(cert.issuer));
+        revoked = opts.isRevoked(info.serial!, dnOf(cert.issuer));
       } catch (err) {
         // Fail closed: a certificate whose status cannot be read is not admitted.
         return refuse({ code: "revocation_unknown", info: `revocation status unavailable: ${(err as Error).message}` });
       }
-      if (revoked) return refuse({ code: "certificate_revoked", info: `client certificate revoked (serial ${s.serial})` });
+      if (revoked) return refuse({ code: "certificate_revoked", info: `client certificate revoked (serial ${info.serial})` });
     }
     s.established = true;
     s.establishedAt = Date.now();
@@ -508,13 +521,17 @@ export function rfc4514(multiline: string): string {
   return multiline.split("\n").filter(Boolean).reverse().join(",");
 }
 
-/** Issuer names repeat (a handful of CAs): converted once each, the cache bounded against a flood of distinct ones. */
-const issuerDns = new Map<string, string>();
-function issuerDn(multiline: string): string {
-  let dn = issuerDns.get(multiline);
+/**
+ * Issuer and client names repeat (a handful of CAs, the same clients
+ * reconnecting): converted once each, the cache bounded against a flood of
+ * distinct ones.
+ */
+const dns = new Map<string, string>();
+function dnOf(multiline: string): string {
+  let dn = dns.get(multiline);
   if (dn === undefined) {
-    if (issuerDns.size >= 256) issuerDns.clear();
-    issuerDns.set(multiline, (dn = rfc4514(multiline)));
+    if (dns.size >= 1024) dns.clear();
+    dns.set(multiline, (dn = rfc4514(multiline)));
   }
   return dn;
 }

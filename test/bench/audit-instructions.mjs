@@ -12,9 +12,10 @@
 // Needs valgrind (apt-get install valgrind); a run takes ~5 minutes.
 //
 // Usage: npx tsc -p tsconfig.json && node test/bench/audit-instructions.mjs
-//   VIW_BENCH_HANDSHAKES (default 200: measured handshakes per arm, the same workload in both;
-//   ~1-3 handshakes/s under callgrind), VIW_BENCH_WARMUP (default 100 handshakes), VIW_BENCH_WITHOUT
-//   as in audit-handshakes.mjs.
+//   VIW_BENCH_HANDSHAKES (default 400: measured handshakes per arm, the same workload in both;
+//   ~1-3 handshakes/s under callgrind), VIW_BENCH_WARMUP (default 400 handshakes: V8 tiers code up by
+//   invocation counts, and at 100 TurboFan was still compiling the audit's code in the window), VIW_BENCH_WITHOUT
+//   as in audit-handshakes.mjs, VIW_BENCH_KEEP=DIR keeps the callgrind dumps there (callgrind_annotate).
 import { execFile as execFileCb, execFileSync, spawn } from "node:child_process";
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
@@ -22,8 +23,8 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 
 const execFile = promisify(execFileCb);
-const COUNT = Number(process.env.VIW_BENCH_HANDSHAKES ?? 200);
-const WARMUP = Number(process.env.VIW_BENCH_WARMUP ?? 100);
+const COUNT = Number(process.env.VIW_BENCH_HANDSHAKES ?? 400);
+const WARMUP = Number(process.env.VIW_BENCH_WARMUP ?? 400);
 const BENCH = join(import.meta.dirname, "audit-handshakes.mjs");
 const LOAD = join(import.meta.dirname, "audit-load.mjs");
 try {
@@ -43,7 +44,7 @@ async function measure(arm) {
   const out = join(dir, `callgrind-${arm}`);
   const child = spawn(
     "valgrind",
-    ["--tool=callgrind", "--instr-atstart=no", `--callgrind-out-file=${out}.%p`, process.execPath, "--single-threaded", BENCH, "serve", JSON.stringify({ arm, data, dir, ...files })],
+    ["--tool=callgrind", "--instr-atstart=no", `--callgrind-out-file=${out}.%p`, process.execPath, "--single-threaded", "--expose-gc", BENCH, "serve", JSON.stringify({ arm, data, dir, ...files })],
     { stdio: ["ignore", "ignore", "pipe", "ipc"] },
   );
   let stderr = "";
@@ -72,6 +73,8 @@ async function measure(arm) {
   // the dump callgrind_control asked for is the file with a part number (the final one, at exit, is not written)
   const dump = readdirSync(dir).filter((n) => n.startsWith(`callgrind-${arm}.`) && /\.\d+\.\d+$/.test(n));
   const instructions = Math.max(0, ...dump.map((n) => Number(/^summary:\s*(\d+)/m.exec(readFileSync(join(dir, n), "utf8"))?.[1] ?? 0)));
+  // VIW_BENCH_KEEP=DIR keeps the dumps (callgrind_annotate DIR/callgrind-on.* shows where the instructions go)
+  if (process.env.VIW_BENCH_KEEP) for (const n of dump) cpSync(join(dir, n), join(process.env.VIW_BENCH_KEEP, n));
   const failed = JSON.parse(stdout).failed;
   if (!handshakes || !instructions) throw new Error(`arm ${arm}: ${handshakes} handshakes, ${instructions} instructions counted`);
   return { handshakes, failed, perHandshake: instructions / handshakes };
