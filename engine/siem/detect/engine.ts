@@ -83,6 +83,8 @@ interface Host {
   readonly wm: number;
   /** The event's group key for a rule, computed once per event for all rules grouping by the same fields. */
   key(sig: number, rule: CompiledRule, ev: NormalizedEvent): string;
+  /** keyHash of that key, also computed once per event and signature. */
+  hash(sig: number, rule: CompiledRule, ev: NormalizedEvent): number;
   fire(rule: CompiledRule, state: RuleState, key: string, group: Record<string, unknown>, start: number, end: number, ids: string[]): void;
   limit(rule: CompiledRule, state: RuleState, which: "groups" | "entries", at: number): void;
   /** A wait now ends at `deadline` (the watermark passing it runs onWatermark). */
@@ -146,6 +148,49 @@ function lowerBound(a: number[], x: number): number {
     else hi = m;
   }
   return lo;
+}
+
+const FILTER_BITS = 13;
+
+/** A group key's bucket in a GroupMap's counts (FNV-1a over its UTF-16 units). */
+export function keyHash(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+  return (h ^ (h >>> FILTER_BITS) ^ (h >>> (2 * FILTER_BITS))) & ((1 << FILTER_BITS) - 1);
+}
+
+/**
+ * The groups of a rule, which also count their keys per hash bucket, so that "this event's group certainly does
+ * not exist" is one read of a small array instead of a Map lookup. Why: a sequence rule sees every event of its
+ * action but keeps groups only for the few keys that started a run, an absence rule every B but groups only where
+ * an A came; a Map lookup that misses costs several cache misses on a large heap (the Map's buckets and the stored
+ * keys it compares), the counts (32 KiB) stay in cache. Exact: a bucket's count is the number of keys in the map
+ * hashing to it (every insertion and deletion goes through set/delete), so a zero is never wrong.
+ */
+class GroupMap<G> extends Map<string, G> {
+  private readonly counts = new Int32Array(1 << FILTER_BITS);
+  /** Adds a key known to be absent, with its keyHash. */
+  add(key: string, h: number, g: G): void {
+    this.counts[h]!++;
+    super.set(key, g);
+  }
+  override set(key: string, g: G): this {
+    if (!this.has(key)) this.counts[keyHash(key)]!++;
+    return super.set(key, g);
+  }
+  override delete(key: string): boolean {
+    if (!super.delete(key)) return false;
+    this.counts[keyHash(key)]!--;
+    return true;
+  }
+  override clear(): void {
+    this.counts.fill(0);
+    super.clear();
+  }
+  /** False when no key with this hash is in the map. */
+  mayHave(h: number): boolean {
+    return this.counts[h] !== 0;
+  }
 }
 
 function idOf(ev: NormalizedEvent): string {
@@ -377,7 +422,7 @@ const sSize = (g: SGroup) => g.runs.length;
 
 /** sequence: the steps in order, each at or after the previous, all within `within` of the first, per group. */
 class SequenceState extends RuleState {
-  readonly groups = new Map<string, SGroup>();
+  readonly groups = new GroupMap<SGroup>();
   onEvent(rule: CompiledRule, ev: NormalizedEvent, ts: number, host: Host): void {
     const steps = rule.steps;
     let matched = 0;
@@ -389,14 +434,16 @@ class SequenceState extends RuleState {
       } else if (f(ev)) matched |= 1 << s;
     }
     // Only a first step can start a group: without one and without groups there is nothing to look up.
-    if (matched === 0 || (!(matched & 1) && this.groups.size === 0)) return;
+    if (matched === 0) return;
+    const start = (matched & 1) !== 0;
+    if (!start && !this.groups.mayHave(host.hash(this.sig, rule, ev))) return;
     const key = host.key(this.sig, rule, ev);
     let g = this.groups.get(key);
     if (g === undefined) {
-      if (!(matched & 1)) return; // nothing to continue and not a start
+      if (!start) return; // nothing to continue and not a start
       this.makeRoom(this.groups, rule, host, ts, sSize);
       g = { runs: [], until: -Infinity };
-      this.groups.set(key, g);
+      this.groups.add(key, host.hash(this.sig, rule, ev), g);
     }
     const within = rule.windowMs;
     const id = idOf(ev);
@@ -483,7 +530,7 @@ function keyIsValue(rule: CompiledRule, key: string): boolean {
 
 /** absence: after A, no B with the same group within T; fires once the watermark passes A + T. */
 class AbsenceState extends RuleState {
-  readonly groups = new Map<string, AGroup>();
+  readonly groups = new GroupMap<AGroup>();
   /**
    * Every wait opened, in deadline order (A + T with one T per rule: for in-order events, opening order), as
    * parallel arrays: deadline, group, wait number. An entry whose wait closed early (a B came, or the group's
@@ -498,14 +545,14 @@ class AbsenceState extends RuleState {
   onEvent(rule: CompiledRule, ev: NormalizedEvent, ts: number, host: Host): void {
     const isB = rule.expect!(ev);
     const isA = rule.after!(ev);
-    if (!isA && (!isB || this.groups.size === 0)) return;
+    if (!isA && (!isB || !this.groups.mayHave(host.hash(this.sig, rule, ev)))) return;
     const key = host.key(this.sig, rule, ev);
     let g = this.groups.get(key);
     if (g === undefined) {
       if (!isA) return;
       this.makeRoom(this.groups, rule, host, ts, aSize);
       g = { key, group: keyIsValue(rule, key) ? undefined : rule.groupValues(ev), at: NO_TIMES, ids: NO_IDS, ns: NO_TIMES, seen: undefined, until: -Infinity };
-      this.groups.set(key, g);
+      this.groups.add(key, host.hash(this.sig, rule, ev), g);
     }
     const T = rule.windowMs;
     if (isB) {
@@ -713,6 +760,8 @@ export class Engine implements Host {
   /** Per group_by signature: the key of the current event (valid while keyAt[sig] === seq). */
   private keys: string[] = [];
   private keyAt: number[] = [];
+  private hashes: number[] = [];
+  private hashAt: number[] = [];
   private seq = 0;
   /** The last event's timestamp string and its parse (events of one burst share their timestamp). */
   private lastStamp: unknown = undefined;
@@ -783,6 +832,8 @@ export class Engine implements Host {
     }
     this.keys = new Array<string>(sigs.size).fill("");
     this.keyAt = new Array<number>(sigs.size).fill(-1);
+    this.hashes = new Array<number>(sigs.size).fill(0);
+    this.hashAt = new Array<number>(sigs.size).fill(-1);
     return changed;
   }
 
@@ -842,6 +893,14 @@ export class Engine implements Host {
     this.keys[sig] = k;
     this.keyAt[sig] = this.seq;
     return k;
+  }
+
+  hash(sig: number, rule: CompiledRule, ev: NormalizedEvent): number {
+    if (this.hashAt[sig] === this.seq) return this.hashes[sig]!;
+    const h = keyHash(this.key(sig, rule, ev));
+    this.hashes[sig] = h;
+    this.hashAt[sig] = this.seq;
+    return h;
   }
 
   /** The largest event time seen. */
