@@ -114,7 +114,7 @@ abstract class RuleState {
     return false;
   }
   /** The earliest time onWatermark has something to do for (Infinity: nothing). */
-  nextDeadline(): number {
+  nextDeadline(_rule: CompiledRule): number {
     return Infinity;
   }
 
@@ -504,13 +504,12 @@ interface AGroup {
    */
   group: Record<string, unknown> | undefined;
   /**
-   * The open waits, in A-time order, as parallel arrays of A times, A event ids and wait numbers rather than one
-   * object per wait: millions of waits are opened and nearly all end satisfied, so each object would be garbage
-   * the collector copies first. A wait is open exactly while its number is in `ns`.
+   * The open waits, in A-time order, as parallel arrays of A times and A event ids rather than one object per
+   * wait: millions of waits are opened and nearly all end satisfied, so each object would be garbage the
+   * collector copies first.
    */
   at: number[];
   ids: string[];
-  ns: number[];
   /** Times of recent B events, to satisfy an A that arrives after its B (out of order); made on the first B. */
   seen: number[] | undefined;
   until: number;
@@ -532,16 +531,17 @@ function keyIsValue(rule: CompiledRule, key: string): boolean {
 class AbsenceState extends RuleState {
   readonly groups = new GroupMap<AGroup>();
   /**
-   * Every wait opened, in deadline order (A + T with one T per rule: for in-order events, opening order), as
-   * parallel arrays: deadline, group, wait number. An entry whose wait closed early (a B came, or the group's
-   * limit dropped it) stays until the watermark reaches it and is then skipped: its number is no longer the
-   * first of its group's open waits (lazy deletion, no search of the queue per B).
+   * Every wait opened, in deadline order (A + T with one T per rule, so A-time order: for in-order events,
+   * opening order), as parallel arrays: A time, A event id, group. An entry whose wait closed early (a B came,
+   * or the group's limit dropped it) stays until the watermark reaches it and is then skipped: it is no longer
+   * its group's first open wait (lazy deletion, no search of the queue per B). Two waits of a group with the
+   * same A time and the same id string are indistinguishable (same deadline, same alert), so time and id are
+   * the wait's identity.
    */
-  private qd: number[] = [];
+  private qa: number[] = [];
+  private qi: string[] = [];
   private qg: AGroup[] = [];
-  private qn: number[] = [];
   private head = 0;
-  private nextWait = 0;
   onEvent(rule: CompiledRule, ev: NormalizedEvent, ts: number, host: Host): void {
     const isB = rule.expect!(ev);
     const isA = rule.after!(ev);
@@ -551,7 +551,7 @@ class AbsenceState extends RuleState {
     if (g === undefined) {
       if (!isA) return;
       this.makeRoom(this.groups, rule, host, ts, aSize);
-      g = { key, group: keyIsValue(rule, key) ? undefined : rule.groupValues(ev), at: NO_TIMES, ids: NO_IDS, ns: NO_TIMES, seen: undefined, until: -Infinity };
+      g = { key, group: keyIsValue(rule, key) ? undefined : rule.groupValues(ev), at: NO_TIMES, ids: NO_IDS, seen: undefined, until: -Infinity };
       this.groups.add(key, host.hash(this.sig, rule, ev), g);
     }
     const T = rule.windowMs;
@@ -567,11 +567,9 @@ class AbsenceState extends RuleState {
           if (end - lo === n) {
             g.at = NO_TIMES;
             g.ids = NO_IDS;
-            g.ns = NO_TIMES;
           } else {
             at.splice(lo, end - lo);
             g.ids.splice(lo, end - lo);
-            g.ns.splice(lo, end - lo);
           }
           this.entries -= end - lo;
         }
@@ -596,11 +594,9 @@ class AbsenceState extends RuleState {
         // The oldest open wait is dropped: its queue entry goes stale.
         g.at.shift();
         g.ids.shift();
-        g.ns.shift();
         this.entries--;
         host.limit(rule, this, "entries", ts);
       }
-      const w = this.nextWait++;
       const id = idOf(ev);
       const at = g.at;
       const n = at.length;
@@ -608,53 +604,49 @@ class AbsenceState extends RuleState {
         // One-element literals (a push onto [] reserves 17 slots).
         g.at = [ts];
         g.ids = [id];
-        g.ns = [w];
       } else if (at[n - 1]! <= ts) {
         at.push(ts);
         g.ids.push(id);
-        g.ns.push(w);
       } else {
         const i = upperBound(at, ts);
         at.splice(i, 0, ts);
         g.ids.splice(i, 0, id);
-        g.ns.splice(i, 0, w);
       }
       this.entries++;
       // Insert in deadline order (usually at the end).
       const d = ts + T;
-      const qd = this.qd;
-      let i = qd.length;
-      while (i > this.head && qd[i - 1]! > d) i--;
-      if (i === qd.length) {
-        qd.push(d);
+      const qa = this.qa;
+      let i = qa.length;
+      while (i > this.head && qa[i - 1]! + T > d) i--;
+      if (i === qa.length) {
+        qa.push(ts);
+        this.qi.push(id);
         this.qg.push(g);
-        this.qn.push(w);
       } else {
-        qd.splice(i, 0, d);
+        qa.splice(i, 0, ts);
+        this.qi.splice(i, 0, id);
         this.qg.splice(i, 0, g);
-        this.qn.splice(i, 0, w);
       }
       host.due(d);
     }
   }
   override onWatermark(rule: CompiledRule, wm: number, host: Host): void {
-    const qd = this.qd, qg = this.qg, qn = this.qn;
-    while (this.head < qd.length && qd[this.head]! < wm) {
+    const qa = this.qa, qi = this.qi, qg = this.qg;
+    const T = rule.windowMs;
+    while (this.head < qa.length && qa[this.head]! + T < wm) {
       const h = this.head++;
       const p = qg[h]!;
+      const at = qa[h]!;
+      const id = qi[h]!;
       // Waits of a group leave the queue in the group's order, so an open one is its group's first.
-      if (p.ns.length === 0 || p.ns[0] !== qn[h]) continue;
-      const at = p.at[0]!;
-      const id = p.ids[0]!;
-      const deadline = qd[h]!;
+      if (p.at.length === 0 || p.at[0] !== at || p.ids[0] !== id) continue;
+      const deadline = at + T;
       if (p.at.length === 1) {
         p.at = NO_TIMES;
         p.ids = NO_IDS;
-        p.ns = NO_TIMES;
       } else {
         p.at.shift();
         p.ids.shift();
-        p.ns.shift();
       }
       // The wait's group may have been evicted since (its waits still fire; suppression is the current group's).
       const g = this.groups.get(p.key);
@@ -665,15 +657,15 @@ class AbsenceState extends RuleState {
       }
       host.fire(rule, this, p.key, groupOf(rule, p), at, deadline, [id]);
     }
-    if (this.head > 1024 && this.head * 2 > qd.length) {
-      this.qd = qd.slice(this.head);
+    if (this.head > 1024 && this.head * 2 > qa.length) {
+      this.qa = qa.slice(this.head);
+      this.qi = qi.slice(this.head);
       this.qg = qg.slice(this.head);
-      this.qn = qn.slice(this.head);
       this.head = 0;
     }
   }
-  override nextDeadline(): number {
-    return this.head < this.qd.length ? this.qd[this.head]! : Infinity;
+  override nextDeadline(rule: CompiledRule): number {
+    return this.head < this.qa.length ? this.qa[this.head]! + rule.windowMs : Infinity;
   }
   sweep(rule: CompiledRule, wm: number): void {
     const floor = wm - rule.windowMs;
@@ -688,7 +680,7 @@ class AbsenceState extends RuleState {
     }
   }
   override pending(): boolean {
-    return this.head < this.qd.length;
+    return this.head < this.qa.length;
   }
   groupCount(): number {
     return this.groups.size;
@@ -822,7 +814,7 @@ export class Engine implements Host {
     if (!this.byAction.has("alert")) this.byAction.set("alert", NONE);
     this.anyAction = dispatchOf(this.runtimes.filter((r) => r.rule.actions === null), (r) => r.where);
     this.withWatermark = this.runtimes.filter((r) => r.rule.kind === "absence");
-    this.dueAt = Math.min(Infinity, ...this.withWatermark.map((r) => r.state.nextDeadline()));
+    this.dueAt = Math.min(Infinity, ...this.withWatermark.map((r) => r.state.nextDeadline(r.rule)));
     const sigs = new Map<string, number>();
     for (const r of this.runtimes) {
       const s = JSON.stringify(r.rule.groupBy);
@@ -1011,7 +1003,7 @@ export class Engine implements Host {
       let next = Infinity;
       for (const rt of this.withWatermark) {
         rt.state.onWatermark(rt.rule, t, this);
-        const d = rt.state.nextDeadline();
+        const d = rt.state.nextDeadline(rt.rule);
         if (d < next) next = d;
       }
       this.dueAt = next;
