@@ -3,7 +3,7 @@ import { createServer, type Server } from "node:https";
 import type { TLSSocket } from "node:tls";
 import type { Authority, ClientIdentity, Logger } from "./authority.js";
 import { IssueError } from "./errors.js";
-import { readBody, sendError, sendJson } from "./http.js";
+import { readBody, sendError, sendJson, sendText } from "./http.js";
 
 export interface IssuanceTls {
   /** The listener's own certificate chain and key (PEM). */
@@ -47,6 +47,23 @@ export function createIssuanceServer(authority: Authority, tls: IssuanceTls, opt
   return server;
 }
 
+/** JSON of each issuer's chain (the frozen array every answer of a revision shares), serialised once. */
+const chainJson = new WeakMap<readonly string[], string>();
+
+/**
+ * An answer as JSON. An issued certificate's chain (three PEMs, most of the
+ * text) is spliced in from its cached JSON rather than escaped again for
+ * every certificate.
+ */
+function answerText(out: unknown): string {
+  const chain = (out as { chain?: unknown } | undefined)?.chain;
+  if (!Array.isArray(chain) || !Object.isFrozen(chain)) return JSON.stringify(out);
+  let cj = chainJson.get(chain);
+  if (cj === undefined) chainJson.set(chain, (cj = JSON.stringify(chain)));
+  const head = JSON.stringify({ ...(out as object), chain: undefined });
+  return `${head.slice(0, -1)},"chain":${cj}}`;
+}
+
 function identityOf(authority: Authority, req: IncomingMessage): ClientIdentity {
   const socket = req.socket as TLSSocket;
   let id = identities.get(socket);
@@ -76,7 +93,7 @@ async function handle(authority: Authority, req: IncomingMessage, res: ServerRes
   const who = identityOf(authority, req);
   const post = (handler: () => Promise<unknown>, status = 201) => {
     if (req.method !== "POST") throw new IssueError(400, "method", `${path} takes POST`);
-    return handler().then((out) => sendJson(res, status, out));
+    return handler().then((out) => sendText(res, status, answerText(out)));
   };
   switch (path) {
     case "/v1/certs/issue/server":

@@ -6,7 +6,7 @@ import { dirname, join } from "node:path";
 import type { DesiredState, IssuanceClient, IssuanceOperation, PinSetDoc, ProfileDoc } from "../config/index.js";
 import { parseDuration } from "../config/index.js";
 import { buildCrl } from "./crl.js";
-import { parseCsr, type Csr, type Sans } from "./csr.js";
+import { keyIds, parseCsr, type Csr, type Sans } from "./csr.js";
 import { IssueError } from "./errors.js";
 import { extDer, signLeaf } from "./issue.js";
 import { certPath, IssuerCert, type Issuer } from "./issuer.js";
@@ -158,7 +158,7 @@ export class Authority {
       }
       const soft = signer && this.workers && softwareKeyOf(signer);
       const leafSigner = soft ? this.workers!.signer(signer!, soft.key, soft.hash) : signer;
-      issuers.set(doc.id, { id: doc.id, doc, cert, chain, ...(signer ? { signer, leafSigner } : {}) });
+      issuers.set(doc.id, { id: doc.id, doc, cert, chain, chainPem: Object.freeze(chain.map((c) => c.pem)), ...(signer ? { signer, leafSigner } : {}) });
     }
     const responders = new Map<string, Responder>();
     for (const issuer of issuers.values()) {
@@ -238,7 +238,7 @@ export class Authority {
         keyUsage: ["digitalSignature"],
         extendedKeyUsage: ["OCSPSigning"],
       };
-      const leaf = await signLeaf(issuer, decision, spkiDer, Buffer.from(spkiOf(signer.publicKey).subjectPublicKey), [extDer(extensions.ocspNoCheck())]);
+      const leaf = await signLeaf(issuer, decision, { spkiDer, ...keyIds(spkiDer, publicKeyBits(spkiDer)) }, [extDer(extensions.ocspNoCheck())]);
       der = leaf.der;
       mkdirSync(dirname(crtFile), { recursive: true });
       writeFileSync(crtFile, toPem(der));
@@ -302,12 +302,12 @@ export class Authority {
     };
   }
 
-  private async sign(rt: Runtime, profile: ProfileDoc, decision: Decision, csr: Pick<Csr, "spkiDer" | "publicKeyBits">, client: string): Promise<IssuedCertificate & { der: Buffer }> {
+  private async sign(rt: Runtime, profile: ProfileDoc, decision: Decision, csr: Pick<Csr, "spkiDer" | "ski" | "spkiSha256">, client: string): Promise<IssuedCertificate & { der: Buffer }> {
     const issuer = rt.issuers.get(profile.issuer);
     if (!issuer?.signer) throw new IssueError(503, "issuer_unavailable", `issuer ${profile.issuer} of profile ${profile.id} has no key online`);
     let leaf;
     try {
-      leaf = await signLeaf(issuer, decision, csr.spkiDer, csr.publicKeyBits);
+      leaf = await signLeaf(issuer, decision, csr);
     } catch (err) {
       if (err instanceof KeyError) throw new IssueError(503, "key_unavailable", `issuer ${issuer.id}'s key is unavailable: ${err.message}`);
       throw err;
@@ -317,7 +317,7 @@ export class Authority {
     this.log.info({ action: "cert_issue", serial: leaf.serial, profile: profile.id, issuer: issuer.id, client, revision: rt.revision, sans: decision.sans }, "certificate issued");
     return {
       certificate: toPem(leaf.der),
-      chain: issuer.chain.map((c) => c.pem),
+      chain: issuer.chainPem as string[],
       serial: leaf.serial,
       not_before: decision.notBefore.toISOString(),
       not_after: decision.notAfter.toISOString(),
@@ -340,8 +340,9 @@ export class Authority {
    * (engine/pki/pins/roll.ts): a certificate for any other key would be
    * rejected by every pinned client.
    */
-  private pinGate(rt: Runtime, profile: ProfileDoc, spkiDer: Uint8Array): void {
-    const refusal = checkProfileIssuance(rt.pinSets, profile, spkiDer, this.now());
+  private pinGate(rt: Runtime, profile: ProfileDoc, spkiSha256: string): void {
+    // The pin is the SPKI's base64 SHA-256, which the CSR check already computed.
+    const refusal = checkProfileIssuance(rt.pinSets, profile, spkiSha256, this.now());
     if (refusal) throw new IssueError(400, refusal.code, refusal.message, "csr");
   }
 
@@ -353,7 +354,7 @@ export class Authority {
     if (profile.usage !== usage) throw new IssueError(400, "wrong_usage", `profile ${profile.id} is a ${profile.usage} profile; use /v1/certs/issue/${profile.usage === "signing" ? "…" : profile.usage}`, "profile");
     const client = this.authorize(who, "issue", profile.id);
     const csr = await parseCsr(body.csr, this.workers);
-    this.pinGate(rt, profile, csr.spkiDer);
+    this.pinGate(rt, profile, csr.spkiSha256);
     const issuer = rt.issuers.get(profile.issuer)!;
     const decision = enforceProfile({ profile, issuer: issuer.doc, issuerNotAfter: issuer.cert.notAfter, csr, request: body, now: this.now() });
     checkClientNames(client, decision.sans);
@@ -381,7 +382,7 @@ export class Authority {
     const profile = rt.profiles.get(rec.profile);
     if (!profile) throw new IssueError(409, "profile_gone", `profile ${rec.profile} of certificate ${rec.serial} is not in revision ${rt.revision}`, "serial");
     const csr = await parseCsr(body.csr, this.workers);
-    this.pinGate(rt, profile, csr.spkiDer);
+    this.pinGate(rt, profile, csr.spkiSha256);
     const issuer = rt.issuers.get(profile.issuer)!;
     const decision = enforceProfile({
       profile,
@@ -453,7 +454,7 @@ export class Authority {
   chain(issuerId: string): string {
     const issuer = this.need().issuers.get(issuerId);
     if (!issuer) throw new IssueError(404, "not_found", `no issuer ${JSON.stringify(issuerId)}`, "issuer");
-    return issuer.chain.map((c) => c.pem).join("");
+    return issuer.chainPem.join("");
   }
 
   /**
@@ -468,8 +469,10 @@ export class Authority {
     const issuer = rt.issuers.get(profile.issuer);
     if (!issuer) throw new IssueError(503, "issuer_unavailable", `no issuer ${profile.issuer}`);
     const spkiDer = Buffer.from(publicKey.export({ type: "spki", format: "der" }));
-    this.pinGate(rt, profile, spkiDer);
-    const csr: Csr = { subject: names.cn ? { CN: names.cn } : {}, spkiDer, publicKeyBits: publicKeyBits(spkiDer), keyAlgorithm: algorithmOf(publicKey), sans: { dns: names.dns ?? [], ip: names.ip ?? [], uri: names.uri ?? [] } };
+    const bits = publicKeyBits(spkiDer);
+    const ids = keyIds(spkiDer, bits);
+    this.pinGate(rt, profile, ids.spkiSha256);
+    const csr: Csr = { subject: names.cn ? { CN: names.cn } : {}, spkiDer, publicKeyBits: bits, ...ids, keyAlgorithm: algorithmOf(publicKey), sans: { dns: names.dns ?? [], ip: names.ip ?? [], uri: names.uri ?? [] } };
     const decision = enforceProfile({ profile, issuer: issuer.doc, issuerNotAfter: issuer.cert.notAfter, csr, request: { ...(names.validity ? { validity: names.validity } : {}) }, now: this.now() });
     return this.sign(rt, profile, decision, csr, "engine");
   }

@@ -1,4 +1,4 @@
-import { createPublicKey, KeyObject, verify, webcrypto } from "node:crypto";
+import { createHash, createPublicKey, KeyObject, verify, webcrypto } from "node:crypto";
 import type { KeyAlgorithm } from "../config/index.js";
 import { children, DerError, oidText, readTlv, type Tlv } from "./der.js";
 import { IssueError } from "./errors.js";
@@ -17,8 +17,11 @@ export interface Csr {
   subject: Record<string, string>;
   /** DER SubjectPublicKeyInfo, copied into the certificate as is. */
   spkiDer: Buffer;
-  /** The subjectPublicKey bits (for the key identifier). */
+  /** The subjectPublicKey bits. */
   publicKeyBits: Buffer;
+  /** The key's identifiers: SKI (SHA-1 of the key bits, RFC 5280 §4.2.1.2 method 1) and the record's base64 SHA-256 of the SPKI. */
+  ski: Buffer;
+  spkiSha256: string;
   keyAlgorithm: KeyAlgorithm;
   sans: Sans;
 }
@@ -125,7 +128,13 @@ async function verifyHere(der: Buffer, info: Tlv, spki: Tlv, bits: Buffer, hash:
     }
   }
   const d = publicKey.asymmetricKeyDetails ?? {};
-  return { type: publicKey.asymmetricKeyType!, ...(d.namedCurve ? { namedCurve: d.namedCurve } : {}), ...(d.modulusLength ? { modulusLength: d.modulusLength } : {}), ok };
+  const ids = keyIds(der.subarray(spki.start, spki.end), bits);
+  return { type: publicKey.asymmetricKeyType!, ...(d.namedCurve ? { namedCurve: d.namedCurve } : {}), ...(d.modulusLength ? { modulusLength: d.modulusLength } : {}), ok, ...ids };
+}
+
+/** A key's identifiers as Csr carries them (computed on the crypto workers when there are some). */
+export function keyIds(spkiDer: Uint8Array, bits: Uint8Array): { ski: Buffer; spkiSha256: string } {
+  return { ski: createHash("sha1").update(bits).digest(), spkiSha256: createHash("sha256").update(spkiDer).digest("base64") };
 }
 
 /**
@@ -231,5 +240,6 @@ export async function parseCsr(pem: unknown, workers?: CryptoWorkers): Promise<C
     if (err instanceof IssueError) throw err;
     throw bad(`csr subject or extension request cannot be read (${(err as Error).message})`);
   }
-  return { subject, spkiDer: Buffer.from(spkiDer), publicKeyBits: Buffer.from(bits), keyAlgorithm, sans };
+  const ski = Buffer.from(checked.ski.buffer, checked.ski.byteOffset, checked.ski.byteLength);
+  return { subject, spkiDer: Buffer.from(spkiDer), publicKeyBits: Buffer.from(bits), ski, spkiSha256: checked.spkiSha256, keyAlgorithm, sans };
 }

@@ -1,5 +1,4 @@
 import "reflect-metadata";
-import { createHash } from "node:crypto";
 import { AsnConvert } from "@peculiar/asn1-schema";
 import { ipBytes } from "../config/index.js";
 import type { DistinguishedName } from "../config/index.js";
@@ -73,7 +72,7 @@ export interface SignedLeaf {
  * from the CSR reaches the certificate except the public key: subject, SANs,
  * key usages and validity all come from `decision`.
  */
-export async function signLeaf(issuer: Issuer, decision: Decision, spkiDer: Buffer, publicKeyBits: Buffer, extra: Buffer[] = []): Promise<SignedLeaf> {
+export async function signLeaf(issuer: Issuer, decision: Decision, key: { spkiDer: Buffer; ski: Buffer; spkiSha256: string }, extra: Buffer[] = []): Promise<SignedLeaf> {
   const signer = issuer.leafSigner ?? issuer.signer;
   if (!signer) throw new Error(`issuer ${issuer.id} is offline`);
   const sigAlg = signatureAlgorithm(signer.algorithm);
@@ -89,11 +88,10 @@ export async function signLeaf(issuer: Issuer, decision: Decision, spkiDer: Buff
   });
   const serial = randomSerial();
   const subject = nameDer(decision.subject);
-  const ski = createHash("sha1").update(publicKeyBits).digest();
   const hasSans = decision.sans.dns.length + decision.sans.ip.length + decision.sans.uri.length > 0;
   const exts = [
     fixed,
-    sequence(OID_SKI, tlv(0x04, tlv(0x04, ski))),
+    sequence(OID_SKI, tlv(0x04, tlv(0x04, key.ski))),
     // RFC 5280 §4.2.1.6: critical when the subject is empty.
     ...(hasSans ? [sanDer(decision.sans, Object.keys(decision.subject).length === 0)] : []),
     ...extra,
@@ -105,11 +103,11 @@ export async function signLeaf(issuer: Issuer, decision: Decision, spkiDer: Buff
     issuerName,
     sequence(derTime(decision.notBefore), derTime(decision.notAfter)),
     subject,
-    spkiDer,
+    key.spkiDer,
     tlv(0xa3, sequence(...exts)),
   );
   const der = signed(tbs, sigAlg, await signer.sign(tbs));
-  return { der, serial: serial.toString("hex"), spkiSha256: createHash("sha256").update(spkiDer).digest("base64") };
+  return { der, serial: serial.toString("hex"), spkiSha256: key.spkiSha256 };
 }
 
 export { extDer };

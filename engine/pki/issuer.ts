@@ -64,6 +64,8 @@ export interface Issuer {
   readonly cert: IssuerCert;
   /** The issuer's own certificate first, up to and including the root. */
   readonly chain: readonly IssuerCert[];
+  /** The chain's PEMs, one frozen array per revision: every issuance answer shares it (and the API its JSON). */
+  readonly chainPem: readonly string[];
   /** Absent for offline issuers (the root). */
   readonly signer?: Signer;
   /** What signs end-entity certificates: the same key, on the crypto workers when it is a software key (workers.ts). */

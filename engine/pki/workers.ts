@@ -19,7 +19,7 @@ import type { Signer } from "./signer.js";
  */
 const WORKER = `
 const { parentPort } = require("node:worker_threads");
-const { constants, createPublicKey, KeyObject, sign, verify, webcrypto } = require("node:crypto");
+const { constants, createHash, createPublicKey, KeyObject, sign, verify, webcrypto } = require("node:crypto");
 const keys = new Map();
 async function publicKey(j) {
   // EC keys as the raw point (see importPublicKey in csr.ts for why), anything else through the SPKI decoder.
@@ -49,7 +49,10 @@ parentPort.on("message", async (m) => {
             ok = false;
           }
         }
-        out[i] = { type: key.asymmetricKeyType, namedCurve: d.namedCurve, modulusLength: d.modulusLength, ok };
+        // The key's identifiers too (SKI: SHA-1 of the key bits, RFC 5280 §4.2.1.2 method 1; the record's SHA-256 of the SPKI).
+        const ski = createHash("sha1").update(j.der.subarray(j.bits, j.bitsEnd)).digest();
+        const spkiSha256 = createHash("sha256").update(j.der.subarray(j.spki, j.spkiEnd)).digest("base64");
+        out[i] = { type: key.asymmetricKeyType, namedCurve: d.namedCurve, modulusLength: d.modulusLength, ok, ski, spkiSha256 };
       } else {
         const key = keys.get(j.key);
         if (!key) throw new Error("no key " + j.key + " on this crypto worker");
@@ -82,7 +85,7 @@ export interface VerifyJob {
   hash?: string | null;
 }
 
-export type VerifyResult = { keyError: string } | { type: string; namedCurve?: string; modulusLength?: number; ok: boolean };
+export type VerifyResult = { keyError: string } | { type: string; namedCurve?: string; modulusLength?: number; ok: boolean; ski: Uint8Array; spkiSha256: string };
 
 interface SignJob {
   op: "sign";

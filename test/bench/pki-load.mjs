@@ -1,6 +1,7 @@
 // Load generator for test/bench/pki.bench.ts, run as its own process so the
 // client's TLS and JSON work does not share the measured server's event loop.
 // Usage: node pki-load.mjs CONFIG_JSON  ->  prints {"count","seconds","rate","statuses"}
+// CONFIG_JSON: url, concurrency, seconds (or count), bodies, ca/cert/key for TLS.
 import { readFileSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
@@ -43,7 +44,8 @@ function once() {
 }
 
 async function worker(until) {
-  while (Date.now() < until) {
+  // cfg.count: a fixed number of requests in all (pki-instructions.mjs), else for cfg.seconds.
+  while (Date.now() < until && !(cfg.count && i >= cfg.count + cfg.concurrency)) {
     await once();
     count++;
   }
@@ -52,6 +54,13 @@ async function worker(until) {
 // Warm-up: open the connections (TLS handshakes) before the clock starts.
 await Promise.all(Array.from({ length: cfg.concurrency }, () => once()));
 for (const k of Object.keys(statuses)) delete statuses[k];
+// cfg.gate: say "warm" on stderr and wait for a line on stdin before the measured part (pki-instructions.mjs
+// switches its count on in between, so the connections' TLS handshakes stay out of it).
+if (cfg.gate) {
+  process.stderr.write("warm\n");
+  await new Promise((resolve) => process.stdin.once("data", resolve));
+  process.stdin.pause();
+}
 const start = Date.now();
 await Promise.all(Array.from({ length: cfg.concurrency }, () => worker(start + cfg.seconds * 1000)));
 const seconds = (Date.now() - start) / 1000;
