@@ -86,29 +86,55 @@ function parsed(b: Buffer, start: number, end: number): HelloResult {
   return hello ? { state: "ok", hello } : BAD;
 }
 
+/**
+ * The JA3 text is written as latin1 digits into this buffer (grown on demand),
+ * so the md5 reads it where it was written and the only strings made are the
+ * JA3 text and its hash. Three regions: the text itself, then the groups and
+ * the point formats, which are read with the extension list but come after it
+ * in the text (each region holds at most 4 characters per byte of the hello).
+ */
+let scratch = Buffer.allocUnsafe(3 * 1024);
+
+/** Writes a list item (0-65535 in decimal, after a dash unless it is the list's first, at `from`) at `at`; returns the end. */
+function item(t: Buffer, from: number, at: number, v: number): number {
+  if (at > from) t[at++] = 45;
+  if (v >= 10000) t[at++] = 48 + ((v / 10000) | 0);
+  if (v >= 1000) t[at++] = 48 + (((v / 1000) | 0) % 10);
+  if (v >= 100) t[at++] = 48 + (((v / 100) | 0) % 10);
+  if (v >= 10) t[at++] = 48 + (((v / 10) | 0) % 10);
+  t[at++] = 48 + (v % 10);
+  return at;
+}
+
 /** The ClientHello body b[start, end); undefined when it is truncated. */
 function parseHello(b: Buffer, start: number, end: number): ClientHello | undefined {
   const u16 = (i: number): number => (b[i]! << 8) | b[i + 1]!;
   let p = start;
   if (p + 35 > end) return undefined;
+  const region = 4 * (end - start) + 16;
+  if (scratch.length < 3 * region) scratch = Buffer.allocUnsafe(3 * region);
+  const t = scratch;
   const version = u16(p);
+  let n = item(t, 0, 0, version);
+  t[n++] = 44;
   p += 34;
   p += 1 + b[p]!; // session id
   if (p + 2 > end) return undefined;
   const cipherLen = u16(p);
   p += 2;
   if (p + cipherLen > end) return undefined;
-  let ciphers = "";
+  let from = n;
   for (let i = p; i + 1 < p + cipherLen; i += 2) {
     const c = u16(i);
-    if (!isGrease(c)) ciphers = ciphers.length === 0 ? `${c}` : `${ciphers}-${c}`;
+    if (!isGrease(c)) n = item(t, from, n, c);
   }
   p += cipherLen;
   if (p + 1 > end) return undefined;
   p += 1 + b[p]!; // compression methods
-  let exts = "";
-  let groups = "";
-  let formats = "";
+  t[n++] = 44;
+  from = n;
+  let g = region;
+  let f = 2 * region;
   let offered: number[] | undefined;
   let serverName: string | undefined;
   if (p + 2 <= end) {
@@ -121,17 +147,17 @@ function parseHello(b: Buffer, start: number, end: number): ClientHello | undefi
       const dEnd = Math.min(end, d + u16(p + 2));
       p = d + u16(p + 2);
       if (isGrease(type)) continue;
-      exts = exts.length === 0 ? `${type}` : `${exts}-${type}`;
+      n = item(t, from, n, type);
       const dLen = dEnd - d;
       if (type === 10 && dLen >= 2) {
         const stop = Math.min(dEnd, d + 2 + u16(d));
         for (let i = d + 2; i + 1 < stop; i += 2) {
-          const g = u16(i);
-          if (!isGrease(g)) groups = groups.length === 0 ? `${g}` : `${groups}-${g}`;
+          const v = u16(i);
+          if (!isGrease(v)) g = item(t, region, g, v);
         }
       } else if (type === 11 && dLen >= 1) {
         const stop = Math.min(dEnd, d + 1 + b[d]!);
-        for (let i = d + 1; i < stop; i++) formats = formats.length === 0 ? `${b[i]}` : `${formats}-${b[i]}`;
+        for (let i = d + 1; i < stop; i++) f = item(t, 2 * region, f, b[i]!);
       } else if (type === 43 && dLen >= 1) {
         const stop = Math.min(dEnd, d + 1 + b[d]!);
         for (let i = d + 1; i + 1 < stop; i += 2) {
@@ -143,8 +169,12 @@ function parseHello(b: Buffer, start: number, end: number): ClientHello | undefi
       }
     }
   }
-  const ja3Text = `${version},${ciphers},${exts},${groups},${formats}`;
-  const hello: ClientHello = { version, offered: offered ?? [version], ja3: hash("md5", ja3Text, "hex"), ja3Text };
+  t[n++] = 44;
+  n += t.copy(t, n, region, g);
+  t[n++] = 44;
+  n += t.copy(t, n, 2 * region, f);
+  const text = t.subarray(0, n);
+  const hello: ClientHello = { version, offered: offered ?? [version], ja3: hash("md5", text, "hex"), ja3Text: text.toString("latin1") };
   if (serverName !== undefined) hello.serverName = serverName;
   return hello;
 }

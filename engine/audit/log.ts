@@ -223,7 +223,7 @@ export class AuditLog {
   private readonly boot = randomBytes(8).toString("hex");
   private seq = 0;
   private readonly pending = new Set<Promise<unknown>>();
-  /** Lines (with their LF) waiting for the writer, with rotation points between them. */
+  /** Lines (without their LF) waiting for the writer, with rotation points between them. */
   private out: (string | { rotate: string })[] = [];
   /** Session records not yet formatted (writeSession, writeTlsSession), with their time. */
   private sessions: QueuedSession[] = [];
@@ -406,15 +406,14 @@ export class AuditLog {
 
   /** Queues one line (and a rotation before it when its day or the size says so). */
   private put(line: string, ts: string): void {
-    const text = line + "\n";
-    const length = Buffer.byteLength(text, "utf8");
+    const length = Buffer.byteLength(line, "utf8") + 1;
     const day = ts.slice(0, 10);
     if (this.size > 0 && (day !== this.day || this.size + length > this.maxBytes)) {
       this.out.push({ rotate: this.day });
       this.size = 0;
     }
     if (this.size === 0) this.day = day;
-    this.out.push(text);
+    this.out.push(line);
     this.size += length;
   }
 
@@ -518,15 +517,17 @@ export class AuditLog {
 
   private async writeAll(lines: string[]): Promise<void> {
     if (lines.length === 0) return;
-    let data = Buffer.from(lines.length === 1 ? lines[0]! : lines.join(""), "utf8");
+    const count = lines.length;
+    lines.push("");
+    let data = Buffer.from(lines.join("\n"), "utf8");
     try {
       while (data.length > 0) {
         const { bytesWritten } = await writeAsync(this.fd, data, 0, data.length, null);
         data = data.subarray(bytesWritten);
       }
-      this.counters.lines += lines.length;
+      this.counters.lines += count;
     } catch (err) {
-      this.counters.writeErrors += lines.length;
+      this.counters.writeErrors += count;
       this.onError(new Error(`audit log ${this.file}: ${(err as Error).message}`));
     }
   }

@@ -80,9 +80,8 @@ interface Session {
   startedAt: number;
   establishedAt: number;
   hello?: ClientHello;
-  /** The peek: bytes read so far, and its timer. */
+  /** The peek: bytes read so far. */
   peeked?: Buffer;
-  peekTimer?: NodeJS.Timeout;
   done: boolean;
   established: boolean;
   sawEnd: boolean;
@@ -232,8 +231,7 @@ export function auditTlsServer(server: AnyServer, opts: TlsAuditOptions): TlsAud
   // The peek's handlers are shared by every connection (the session is looked up from the socket): no closures per connection.
   const endPeek = (s: Session): void => {
     const raw = s.raw;
-    clearTimeout(s.peekTimer);
-    s.peekTimer = undefined;
+    peeking.delete(s);
     raw.removeListener("data", onPeekData);
     raw.removeListener("close", onPeekClose);
     raw.removeListener("error", onPeekError);
@@ -272,18 +270,25 @@ export function auditTlsServer(server: AnyServer, opts: TlsAuditOptions): TlsAud
       ? { code: "server_shutdown", info: "server shut down before the handshake" }
       : { code: "reset", info: s.error ? `connection reset before the ClientHello (${s.error.code ?? s.error.message})` : "connection closed before the ClientHello" });
   }
-  const onPeekTimeout = (s: Session): void => {
-    s.peekTimer = undefined;
-    finishPeek(s);
+  // Peeks that wait too long are handed over by one timer per listener, armed while any peek is
+  // pending, rather than one timer per connection (within PEEK_MS to 1.25 x PEEK_MS).
+  const peeking = new Set<Session>();
+  let peekSweep: NodeJS.Timeout | undefined;
+  const sweepPeeks = (): void => {
+    peekSweep = undefined;
+    const now = Date.now();
+    for (const s of peeking) if (now - s.startedAt >= PEEK_MS) finishPeek(s);
+    if (peeking.size > 0) peekSweep = setTimeout(sweepPeeks, PEEK_MS / 4).unref();
   };
   const onConnection = (raw: Socket): void => {
     const s = sessionOf(raw);
     // Without the peek, node's own listener runs right after this one (prepended).
     if (opts.ja3 === false) return;
-    s.peekTimer = setTimeout(onPeekTimeout, PEEK_MS, s);
+    peeking.add(s);
+    peekSweep ??= setTimeout(sweepPeeks, PEEK_MS / 4).unref();
     raw.on("data", onPeekData);
     raw.on("error", onPeekError);
-    raw.once("close", onPeekClose);
+    raw.on("close", onPeekClose);
   };
   if (opts.ja3 !== false) {
     srv.removeAllListeners("connection");
@@ -416,6 +421,7 @@ export function auditTlsServer(server: AnyServer, opts: TlsAuditOptions): TlsAud
     },
     detach(): void {
       if (sweeper) clearInterval(sweeper);
+      if (peekSweep) clearTimeout(peekSweep);
       srv.emit = emit;
       srv.removeListener("tlsClientError", onTlsClientError as Listener);
       srv.removeListener("connection", onConnection as Listener);

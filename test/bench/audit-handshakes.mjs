@@ -21,7 +21,8 @@
 //   VIW_BENCH_SECONDS (default 3), VIW_BENCH_ROUNDS (default 12), VIW_BENCH_CONCURRENCY (8),
 //   VIW_BENCH_PROFILE=DIR writes the servers' --cpu-prof profiles there;
 //   VIW_BENCH_NODE_ARGS (e.g. --perf-basic-prof) is added to the servers' node options;
-//   VIW_BENCH_WITHOUT=ja3,journal,revocation leaves those parts out of the audited arm (where the cost goes).
+//   VIW_BENCH_WITHOUT=ja3,journal,revocation leaves those parts out of the audited arm (where the cost goes);
+//   VIW_BENCH_HEAP=DIR writes each server's sampled allocations (collected objects included) there.
 // On a loaded machine the CPU figures swing by ±20% per round; test/bench/audit-instructions.mjs
 // counts instructions per handshake instead (callgrind), which the load does not change.
 import { execFile as execFileCb, execFileSync, fork } from "node:child_process";
@@ -201,14 +202,22 @@ async function serve(cfg) {
   // As engine/daemon.ts checks revocation: the store's cached answer (dropped on every revocation).
   const isRevoked = (serial) => svc.authority.store.isRevoked(normalizeSerial(serial) ?? serial);
   let handshakes = 0;
+  let allHandshakes = 0;
   const urls = await svc.listen({
     issuance: { host: "127.0.0.1", port: 0, tls: { cert: readFileSync(cfg.srvCrt), key: readFileSync(cfg.srvKey), ca: readFileSync(cfg.ca) } },
     beforeListen: (_name, server) => {
       if (on) session = auditTlsServer(server, { listener: "issuance", audit, component: "pki", ja3: !ablate.has("ja3"), ...(ablate.has("revocation") ? {} : { isRevoked }), idleTimeoutMs: 300_000 });
-      server.on("secureConnection", () => void handshakes++);
+      server.on("secureConnection", () => void (handshakes++, allHandshakes++));
     },
   });
   let cpu0;
+  // VIW_BENCH_HEAP=DIR: what each arm allocates during the rounds (sampled, objects collected since included), by function.
+  const heap = process.env.VIW_BENCH_HEAP ? new (await import("node:inspector")).Session() : undefined;
+  const post = (method, params) => new Promise((resolve, reject) => heap.post(method, params, (err, r) => (err ? reject(err) : resolve(r))));
+  if (heap) {
+    heap.connect();
+    await post("HeapProfiler.startSampling", { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  }
   process.on("message", async (msg) => {
     if (msg.cmd === "start") {
       await audit?.flush();
@@ -224,6 +233,7 @@ async function serve(cfg) {
       const c = process.cpuUsage(cpu0);
       process.send({ cpuUs: c.user + c.system, handshakes });
     } else if (msg.cmd === "exit") {
+      if (heap) writeFileSync(join(process.env.VIW_BENCH_HEAP, `audit-${cfg.arm}.heapprofile`), JSON.stringify({ ...(await post("HeapProfiler.stopSampling")).profile, handshakes: allHandshakes }));
       const st = audit?.stats();
       await session?.shutdown(100);
       await svc.close();
