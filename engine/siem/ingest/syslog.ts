@@ -116,7 +116,7 @@ export function createSyslogServer(ctx: IngestContext, tls: ListenerTls, opts: S
   return server;
 }
 
-function toEvent(
+export function toEvent(
   frame: Buffer,
   receivedAt: string,
   normalizer: ReturnType<IngestContext["config"]>["normalizer"],
@@ -125,6 +125,14 @@ function toEvent(
   if (!isUtf8(frame)) return { code: "invalid_utf8", message: "syslog message is not valid UTF-8" };
   const msg = parseSyslog(frame.toString("utf8"));
   if (typeof msg === "string") return { code: "bad_syslog", message: msg };
+  if (msg.msg.charCodeAt(0) === 0x7b /* { */) {
+    // the common case, a flat JSON event: normalized from its text (the general path below gives the same result)
+    const r = normalizer.parseFlat(msg.msg, 0, { receivedAt, timestamp: msg.timestamp });
+    if (r !== undefined) {
+      out.push(r);
+      return undefined;
+    }
+  }
   const obj = messageObject(msg.msg);
   if (typeof obj === "string") return { code: "invalid_event", message: obj };
   // Structured MSGs carry the event itself: nothing from the header is added
@@ -137,7 +145,7 @@ function toEvent(
   };
   const r = normalizer.normalize(src, { receivedAt, timestamp: msg.timestamp });
   if (!r.ok) return { code: "invalid_event", message: r.errors.map((e) => (e.field ? `${e.field}: ${e.message}` : e.message)).join("; ") };
-  out.push({ index: r.index, event: r.event, json: r.json });
+  out.push(r);
   return undefined;
 }
 

@@ -2,6 +2,7 @@ import { createHash, hash, randomBytes } from "node:crypto";
 import { canonicalJson, type DesiredState } from "../../config/index.js";
 import type { NormalizedEvent } from "../journal/index.js";
 import { noEnrichment, type Enricher } from "./enrich.js";
+import { FlatNormalizer } from "./flat.js";
 import { eventSerializer, insertLate, LATE_FIELDS, type EventSerializer } from "./canonical.js";
 import { schemaMapper, type FieldError, type Mapper } from "./mapper.js";
 import { Router } from "./route.js";
@@ -27,6 +28,7 @@ export class Normalizer {
   private readonly mapper: Mapper = schemaMapper();
   private readonly serialize: EventSerializer = eventSerializer();
   private readonly marks = new Int32Array(LATE_FIELDS.length);
+  private readonly flat: FlatNormalizer;
   readonly router: Router;
 
   constructor(
@@ -34,6 +36,7 @@ export class Normalizer {
     private readonly enricher: Enricher = noEnrichment,
   ) {
     this.router = new Router(routing);
+    this.flat = new FlatNormalizer(this.router, enricher, enricher !== noEnrichment);
   }
 
   /** With another routing table, sharing the enricher (a revision swap). */
@@ -78,8 +81,20 @@ export class Normalizer {
     return { ok: true, index: this.router.route(out.action), event: out as NormalizedEvent, json };
   }
 
+  /**
+   * A JSON object's text from `start` (at its `{`) to the end of `text`, when
+   * it is a flat event the fast path takes (flat.ts); else undefined, and the
+   * caller parses it and calls `normalize`. The result's `event` is parsed
+   * from its JSON only when read.
+   */
+  parseFlat(text: string, start: number, ctx: NormalizeContext): Extract<NormalizeResult, { ok: true }> | undefined {
+    return this.flat.normalize(text, start, ctx);
+  }
+
   /** One NDJSON line or syslog JSON MSG. */
   parse(text: string, ctx: NormalizeContext): NormalizeResult {
+    const fast = this.flat.normalize(text, 0, ctx);
+    if (fast !== undefined) return fast;
     let value: unknown;
     try {
       value = JSON.parse(text);
