@@ -191,6 +191,10 @@ class GroupMap<G> extends Map<string, G> {
   mayHave(h: number): boolean {
     return this.counts[h] !== 0;
   }
+  /** get(key), without the lookup when no key with its hash `h` is in the map (a new group's event). */
+  find(key: string, h: number): G | undefined {
+    return this.counts[h] === 0 ? undefined : this.get(key);
+  }
 }
 
 function idOf(ev: NormalizedEvent): string {
@@ -247,17 +251,18 @@ const tSize = (g: TGroup) => g.ts.length - g.head;
 
 /** threshold: count ≥ N per group within a sliding window (inclusive of both ends). */
 class ThresholdState extends RuleState {
-  readonly groups = new Map<string, TGroup>();
+  readonly groups = new GroupMap<TGroup>();
   onEvent(rule: CompiledRule, ev: NormalizedEvent, ts: number, host: Host): void {
     const key = host.key(this.sig, rule, ev);
-    let g = this.groups.get(key);
+    const h = host.hash(this.sig, rule, ev);
+    let g = this.groups.find(key, h);
     let t: number[];
     let i: number;
     if (g === undefined) {
       this.makeRoom(this.groups, rule, host, ts, tSize);
       // A new group's arrays start as one-element literals: a push onto [] reserves 17 slots, and most groups stay small.
       g = { ts: [ts], ids: [idOf(ev)], head: 0, until: -Infinity };
-      this.groups.set(key, g);
+      this.groups.add(key, h, g);
       t = g.ts;
       i = 0;
     } else {
@@ -338,16 +343,17 @@ const dSize = (g: DGroup) => g.vals.size;
 
 /** distinct: ≥ N distinct values of a field per group within a sliding window. */
 class DistinctState extends RuleState {
-  readonly groups = new Map<string, DGroup>();
+  readonly groups = new GroupMap<DGroup>();
   onEvent(rule: CompiledRule, ev: NormalizedEvent, ts: number, host: Host): void {
     const v = rule.distinctField!(ev);
     if (v === null || v === undefined) return;
     const key = host.key(this.sig, rule, ev);
-    let g = this.groups.get(key);
+    const h = host.hash(this.sig, rule, ev);
+    let g = this.groups.find(key, h);
     if (g === undefined) {
       this.makeRoom(this.groups, rule, host, ts, dSize);
       g = { vals: new Map(), maxTs: -Infinity, until: -Infinity };
-      this.groups.set(key, g);
+      this.groups.add(key, h, g);
     }
     const vk = valueKey(v);
     const seen = g.vals.get(vk);
@@ -436,14 +442,15 @@ class SequenceState extends RuleState {
     // Only a first step can start a group: without one and without groups there is nothing to look up.
     if (matched === 0) return;
     const start = (matched & 1) !== 0;
-    if (!start && !this.groups.mayHave(host.hash(this.sig, rule, ev))) return;
+    const h = host.hash(this.sig, rule, ev);
+    if (!start && !this.groups.mayHave(h)) return;
     const key = host.key(this.sig, rule, ev);
-    let g = this.groups.get(key);
+    let g = this.groups.find(key, h);
     if (g === undefined) {
       if (!start) return; // nothing to continue and not a start
       this.makeRoom(this.groups, rule, host, ts, sSize);
       g = { runs: [], until: -Infinity };
-      this.groups.add(key, host.hash(this.sig, rule, ev), g);
+      this.groups.add(key, h, g);
     }
     const within = rule.windowMs;
     const id = idOf(ev);
@@ -545,14 +552,16 @@ class AbsenceState extends RuleState {
   onEvent(rule: CompiledRule, ev: NormalizedEvent, ts: number, host: Host): void {
     const isB = rule.expect!(ev);
     const isA = rule.after!(ev);
-    if (!isA && (!isB || !this.groups.mayHave(host.hash(this.sig, rule, ev)))) return;
+    if (!isA && !isB) return;
+    const h = host.hash(this.sig, rule, ev);
+    if (!isA && !this.groups.mayHave(h)) return;
     const key = host.key(this.sig, rule, ev);
-    let g = this.groups.get(key);
+    let g = this.groups.find(key, h);
     if (g === undefined) {
       if (!isA) return;
       this.makeRoom(this.groups, rule, host, ts, aSize);
       g = { key, group: keyIsValue(rule, key) ? undefined : rule.groupValues(ev), at: NO_TIMES, ids: NO_IDS, seen: undefined, until: -Infinity };
-      this.groups.add(key, host.hash(this.sig, rule, ev), g);
+      this.groups.add(key, h, g);
     }
     const T = rule.windowMs;
     if (isB) {
