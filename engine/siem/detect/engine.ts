@@ -1048,10 +1048,11 @@ export class Engine implements Host {
     if (this.muted) return;
     state.alerts++;
     const windowStart = isoTime(start);
+    const windowEnd = end === start ? windowStart : isoTime(end);
     const id = createHash("sha256").update(`${rule.id}\n${rule.digest}\n${key}\n${windowStart}`).digest("hex");
     const alert: AlertEvent = {
       event_id: id,
-      timestamp: isoTime(end),
+      timestamp: windowEnd,
       received_at: isoTime(this.now()),
       action: "alert",
       component: "siem",
@@ -1066,7 +1067,7 @@ export class Engine implements Host {
         tags: rule.tags,
         group,
         window_start: windowStart,
-        window_end: isoTime(end),
+        window_end: windowEnd,
         events: ids,
         lists: rule.lists,
         pin_sets: rule.pinSets,
