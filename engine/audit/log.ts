@@ -200,6 +200,56 @@ export function parseAuditLine(line: string): ParsedAuditLine {
   return { timestamp: m[1]!, listener: m[2]!, fields };
 }
 
+/** What JSON.stringify must escape in a string (a surrogate is sent there even when paired: it knows which are lone). */
+const JSON_SPECIAL = /["\\\u0000-\u001f\ud800-\udfff]/;
+const jsonString = (s: string): string => (JSON_SPECIAL.test(s) ? JSON.stringify(s) : `"${s}"`);
+const jsonNumber = (n: number): string => (Number.isFinite(n) ? String(n) : "null");
+
+type TlsEvent = {
+  action: string; bytes_in: number | undefined; bytes_out: number | undefined; component: string; dst_ip: string | undefined; dst_port: number | undefined;
+  duration_ms: number; error_code: string | undefined; error_msg: string | undefined; event_id: string;
+  extra: { audit_event: string; audit_line: string; cipher: string | undefined; listener: string; serial: string | undefined; sni: string | undefined; subject_dn: string; tls_offered: readonly string[] | undefined; tls_version: string | null | undefined };
+  proto: string; received_at: string; result: string; session_id: string; severity: string; src_ip: string | undefined; src_port: number | undefined; timestamp: string; tls_ja3: string | undefined;
+};
+
+/**
+ * JSON.stringify(e) for a TLS session event (keys already in RFC 8785 order,
+ * undefined ones left out), written from a template: JSON.stringify walks
+ * every character of every string to escape it, which was most of the cost of
+ * serializing these events; here only strings that need escaping go to it.
+ * test/audit/session-record.test.ts checks it against canonicalJson.
+ */
+function tlsEventJson(e: TlsEvent): string {
+  const x = e.extra;
+  let j = `{"action":${jsonString(e.action)}`;
+  if (e.bytes_in !== undefined) j += `,"bytes_in":${jsonNumber(e.bytes_in)}`;
+  if (e.bytes_out !== undefined) j += `,"bytes_out":${jsonNumber(e.bytes_out)}`;
+  j += `,"component":${jsonString(e.component)}`;
+  if (e.dst_ip !== undefined) j += `,"dst_ip":${jsonString(e.dst_ip)}`;
+  if (e.dst_port !== undefined) j += `,"dst_port":${jsonNumber(e.dst_port)}`;
+  j += `,"duration_ms":${jsonNumber(e.duration_ms)}`;
+  if (e.error_code !== undefined) j += `,"error_code":${jsonString(e.error_code)}`;
+  if (e.error_msg !== undefined) j += `,"error_msg":${jsonString(e.error_msg)}`;
+  j += `,"event_id":${jsonString(e.event_id)},"extra":{"audit_event":${jsonString(x.audit_event)},"audit_line":${jsonString(x.audit_line)}`;
+  if (x.cipher !== undefined) j += `,"cipher":${jsonString(x.cipher)}`;
+  j += `,"listener":${jsonString(x.listener)}`;
+  if (x.serial !== undefined) j += `,"serial":${jsonString(x.serial)}`;
+  if (x.sni !== undefined) j += `,"sni":${jsonString(x.sni)}`;
+  j += `,"subject_dn":${jsonString(x.subject_dn)}`;
+  if (x.tls_offered !== undefined) {
+    j += `,"tls_offered":[`;
+    for (let i = 0; i < x.tls_offered.length; i++) j += (i ? "," : "") + jsonString(x.tls_offered[i]!);
+    j += "]";
+  }
+  if (x.tls_version !== undefined) j += `,"tls_version":${x.tls_version === null ? "null" : jsonString(x.tls_version)}`;
+  j += `},"proto":${jsonString(e.proto)},"received_at":${jsonString(e.received_at)},"result":${jsonString(e.result)},"session_id":${jsonString(e.session_id)},"severity":${jsonString(e.severity)}`;
+  if (e.src_ip !== undefined) j += `,"src_ip":${jsonString(e.src_ip)}`;
+  if (e.src_port !== undefined) j += `,"src_port":${jsonNumber(e.src_port)}`;
+  j += `,"timestamp":${jsonString(e.timestamp)}`;
+  if (e.tls_ja3 !== undefined) j += `,"tls_ja3":${jsonString(e.tls_ja3)}`;
+  return j + "}";
+}
+
 type QueuedSession = { listener: string; event: string; fields: AuditFields; draft: EventDraft | undefined; journal: Journal | undefined } | TlsSessionRecord;
 
 const DEFAULT_MAX_BYTES = 64 * 1024 * 1024;
@@ -369,7 +419,7 @@ export class AuditLog {
     if (!sink) return;
     const action = r.event === "ACCESS_SESSION_TERMINATED" ? "tls_session_terminate" : "tls_session_establish";
     // prettier-ignore
-    const event = {
+    const event: TlsEvent = {
       action,
       bytes_in: r.bytesIn,
       bytes_out: r.bytesOut,
@@ -401,7 +451,7 @@ export class AuditLog {
       timestamp: ts,
       tls_ja3: s.ja3,
     };
-    this.journalItem(sink, { index: this.route(action), event: event as NormalizedEvent, json: JSON.stringify(event) });
+    this.journalItem(sink, { index: this.route(action), event: event as NormalizedEvent, json: tlsEventJson(event) });
   }
 
   /** Queues one line (and a rotation before it when its day or the size says so). */

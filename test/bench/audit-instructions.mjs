@@ -15,9 +15,10 @@
 //   VIW_BENCH_HANDSHAKES (default 400: measured handshakes per arm, the same workload in both;
 //   ~1-3 handshakes/s under callgrind), VIW_BENCH_WARMUP (default 400 handshakes: V8 tiers code up by
 //   invocation counts, and at 100 TurboFan was still compiling the audit's code in the window), VIW_BENCH_WITHOUT
-//   as in audit-handshakes.mjs, VIW_BENCH_KEEP=DIR keeps the callgrind dumps there (callgrind_annotate).
+//   as in audit-handshakes.mjs, VIW_BENCH_KEEP=DIR keeps the callgrind dumps there (callgrind_annotate),
+//   VIW_BENCH_NODE_ARGS adds node options (--perf-basic-prof: KEEP also gets V8's JIT code map, to name JS functions).
 import { execFile as execFileCb, execFileSync, spawn } from "node:child_process";
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -26,6 +27,7 @@ const execFile = promisify(execFileCb);
 const COUNT = Number(process.env.VIW_BENCH_HANDSHAKES ?? 400);
 const WARMUP = Number(process.env.VIW_BENCH_WARMUP ?? 400);
 const BENCH = join(import.meta.dirname, "audit-handshakes.mjs");
+const NODE_ARGS = (process.env.VIW_BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
 const LOAD = join(import.meta.dirname, "audit-load.mjs");
 try {
   execFileSync("valgrind", ["--version"], { stdio: "pipe" });
@@ -44,7 +46,7 @@ async function measure(arm) {
   const out = join(dir, `callgrind-${arm}`);
   const child = spawn(
     "valgrind",
-    ["--tool=callgrind", "--instr-atstart=no", `--callgrind-out-file=${out}.%p`, process.execPath, "--single-threaded", "--expose-gc", BENCH, "serve", JSON.stringify({ arm, data, dir, ...files })],
+    ["--tool=callgrind", "--instr-atstart=no", `--callgrind-out-file=${out}.%p`, process.execPath, "--single-threaded", "--expose-gc", ...NODE_ARGS, BENCH, "serve", JSON.stringify({ arm, data, dir, ...files })],
     { stdio: ["ignore", "ignore", "pipe", "ipc"] },
   );
   let stderr = "";
@@ -74,7 +76,12 @@ async function measure(arm) {
   const dump = readdirSync(dir).filter((n) => n.startsWith(`callgrind-${arm}.`) && /\.\d+\.\d+$/.test(n));
   const instructions = Math.max(0, ...dump.map((n) => Number(/^summary:\s*(\d+)/m.exec(readFileSync(join(dir, n), "utf8"))?.[1] ?? 0)));
   // VIW_BENCH_KEEP=DIR keeps the dumps (callgrind_annotate DIR/callgrind-on.* shows where the instructions go)
-  if (process.env.VIW_BENCH_KEEP) for (const n of dump) cpSync(join(dir, n), join(process.env.VIW_BENCH_KEEP, n));
+  if (process.env.VIW_BENCH_KEEP) {
+    for (const n of dump) cpSync(join(dir, n), join(process.env.VIW_BENCH_KEEP, n));
+    // with VIW_BENCH_NODE_ARGS=--perf-basic-prof: V8's map of JIT code addresses to JS function names, to name callgrind's 0x... functions
+    const map = `/tmp/perf-${child.pid}.map`;
+    if (existsSync(map)) cpSync(map, join(process.env.VIW_BENCH_KEEP, `perf-${arm}.map`));
+  }
   const failed = JSON.parse(stdout).failed;
   if (!handshakes || !instructions) throw new Error(`arm ${arm}: ${handshakes} handshakes, ${instructions} instructions counted`);
   return { handshakes, failed, perHandshake: instructions / handshakes };
