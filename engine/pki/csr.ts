@@ -182,7 +182,6 @@ export async function parseCsr(pem: unknown, workers?: CryptoWorkers): Promise<C
     const copy = new Uint8Array(der);
     const at = (b: Buffer) => b.byteOffset - der.byteOffset;
     checked = await workers.verify({
-      op: "verify",
       der: copy,
       info: info.start,
       infoEnd: info.end,

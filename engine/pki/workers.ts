@@ -21,54 +21,53 @@ const WORKER = `
 const { parentPort } = require("node:worker_threads");
 const { constants, createHash, createPublicKey, KeyObject, sign, verify, webcrypto } = require("node:crypto");
 const keys = new Map();
+// Wire format (wire* in workers.ts): arrays, not objects, so no key names are serialised per job.
 async function publicKey(j) {
   // EC keys as the raw point (see importPublicKey in csr.ts for why), anything else through the SPKI decoder.
-  if (j.crv) return KeyObject.from(await webcrypto.subtle.importKey("raw", j.der.subarray(j.bits, j.bitsEnd), { name: "ECDSA", namedCurve: j.crv }, true, ["verify"]));
-  return createPublicKey({ key: j.der.subarray(j.spki, j.spkiEnd), format: "der", type: "spki" });
+  if (j[10]) return KeyObject.from(await webcrypto.subtle.importKey("raw", j[1].subarray(j[8], j[9]), { name: "ECDSA", namedCurve: j[10] }, true, ["verify"]));
+  return createPublicKey({ key: j[1].subarray(j[6], j[7]), format: "der", type: "spki" });
 }
-parentPort.on("message", async (m) => {
-  if (m.keys) for (const [id, key] of m.keys) keys.set(id, key);
-  const out = new Array(m.jobs.length);
-  for (let i = 0; i < m.jobs.length; i++) {
-    const j = m.jobs[i];
+parentPort.on("message", async ([id, jobs, fresh]) => {
+  if (fresh) for (const [kid, key] of fresh) keys.set(kid, key);
+  const out = [];
+  for (const j of jobs) {
     try {
-      if (j.op === "verify") {
+      if (j[0] === 0) {
         let key;
         try {
           key = await publicKey(j);
         } catch (err) {
-          out[i] = { keyError: String((err && err.message) || err) };
+          out.push([1, String((err && err.message) || err)]);
           continue;
         }
         const d = key.asymmetricKeyDetails || {};
         let ok = false;
-        if (j.hash !== undefined) {
+        if (j[11] !== undefined) {
           try {
-            ok = verify(j.hash, j.der.subarray(j.info, j.infoEnd), key, j.der.subarray(j.sig, j.sigEnd));
+            ok = verify(j[11], j[1].subarray(j[2], j[3]), key, j[1].subarray(j[4], j[5]));
           } catch {
             ok = false;
           }
         }
         // The key's identifiers too (SKI: SHA-1 of the key bits, RFC 5280 §4.2.1.2 method 1; the record's SHA-256 of the SPKI).
-        const ski = createHash("sha1").update(j.der.subarray(j.bits, j.bitsEnd)).digest();
-        const spkiSha256 = createHash("sha256").update(j.der.subarray(j.spki, j.spkiEnd)).digest("base64");
-        out[i] = { type: key.asymmetricKeyType, namedCurve: d.namedCurve, modulusLength: d.modulusLength, ok, ski, spkiSha256 };
+        const ski = createHash("sha1").update(j[1].subarray(j[8], j[9])).digest();
+        const spkiSha256 = createHash("sha256").update(j[1].subarray(j[6], j[7])).digest("base64");
+        out.push([0, key.asymmetricKeyType, d.namedCurve, d.modulusLength, ok, ski, spkiSha256]);
       } else {
-        const key = keys.get(j.key);
-        if (!key) throw new Error("no key " + j.key + " on this crypto worker");
-        out[i] = { sig: sign(j.hash, j.data, { key, dsaEncoding: "der", padding: constants.RSA_PKCS1_PADDING }) };
+        const key = keys.get(j[1]);
+        if (!key) throw new Error("no key " + j[1] + " on this crypto worker");
+        out.push([2, sign(j[2], j[3], { key, dsaEncoding: "der", padding: constants.RSA_PKCS1_PADDING })]);
       }
     } catch (err) {
-      out[i] = { error: String((err && err.message) || err) };
+      out.push([3, String((err && err.message) || err)]);
     }
   }
-  parentPort.postMessage({ id: m.id, out });
+  parentPort.postMessage([id, out]);
 });
 `;
 
 /** A CSR's proof of possession, by offsets into its DER (one copy of the request crosses, not five views of a pooled buffer). */
 export interface VerifyJob {
-  op: "verify";
   der: Uint8Array;
   /** certificationRequestInfo, the signed bytes. */
   info: number;
@@ -87,15 +86,23 @@ export interface VerifyJob {
 
 export type VerifyResult = { keyError: string } | { type: string; namedCurve?: string; modulusLength?: number; ok: boolean; ski: Uint8Array; spkiSha256: string };
 
-interface SignJob {
-  op: "sign";
-  key: string;
-  hash: string | null;
-  data: Uint8Array;
+/** A job as it crosses: [0, der, info, infoEnd, sig, sigEnd, spki, spkiEnd, bits, bitsEnd, crv, hash] or [1, keyId, hash, data]. */
+type WireJob = readonly unknown[];
+/** A reply as it crosses: [0, type, namedCurve, modulusLength, ok, ski, spkiSha256], [1, keyError], [2, signature] or [3, error]. */
+type WireReply = readonly [number, ...unknown[]];
+
+function wireVerify(j: VerifyJob): WireJob {
+  return [0, j.der, j.info, j.infoEnd, j.sig, j.sigEnd, j.spki, j.spkiEnd, j.bits, j.bitsEnd, j.crv ?? "", j.hash];
 }
 
-type Job = VerifyJob | SignJob;
-type Reply = VerifyResult | { sig: Uint8Array } | { error: string };
+function verifyResult(r: WireReply): VerifyResult {
+  if (r[0] === 1) return { keyError: r[1] as string };
+  if (r[0] !== 0) throw new Error(`CSR check on the crypto worker failed: ${String(r[1])}`);
+  const [, type, namedCurve, modulusLength, ok, ski, spkiSha256] = r as unknown as [0, string, string | undefined, number | undefined, boolean, Uint8Array, string];
+  return { type, ...(namedCurve ? { namedCurve } : {}), ...(modulusLength ? { modulusLength } : {}), ok, ski, spkiSha256 };
+}
+
+type Reply = WireReply;
 
 interface Pending {
   resolve(r: Reply): void;
@@ -112,14 +119,14 @@ class Thread {
   constructor(onGone: (t: Thread, err: Error) => void) {
     this.worker = new Worker(WORKER, { eval: true, name: "viw-pki-crypto" });
     this.worker.unref();
-    this.worker.on("message", (m: { id: number; out: Reply[] }) => {
-      const batch = this.waiting.get(m.id);
+    this.worker.on("message", ([id, out]: [number, Reply[]]) => {
+      const batch = this.waiting.get(id);
       if (!batch) return;
-      this.waiting.delete(m.id);
+      this.waiting.delete(id);
       this.outstanding -= batch.length;
       // Unreferenced while idle: a CLI run that is done is not held open by the pool.
       if (this.outstanding === 0) this.worker.unref();
-      for (let i = 0; i < batch.length; i++) batch[i]!.resolve(m.out[i]!);
+      for (let i = 0; i < batch.length; i++) batch[i]!.resolve(out[i]!);
     });
     this.worker.on("error", (err) => onGone(this, err));
     this.worker.on("exit", (code) => onGone(this, new Error(`PKI crypto worker exited (${code})`)));
@@ -133,7 +140,7 @@ class Thread {
 export class CryptoWorkers {
   private readonly threads: Thread[] = [];
   private readonly keys = new Map<string, KeyObject>();
-  private queue: { job: Job; pending: Pending }[] = [];
+  private queue: { job: WireJob; pending: Pending }[] = [];
   private nextId = 1;
   private closed = false;
 
@@ -141,7 +148,7 @@ export class CryptoWorkers {
 
   /** Checks a CSR's self-signature on a worker: the key's type and size, and whether the signature verifies. */
   verify(job: VerifyJob): Promise<VerifyResult> {
-    return this.submit(job) as Promise<VerifyResult>;
+    return this.submit(wireVerify(job)).then(verifyResult);
   }
 
   /** A Signer with the same key whose signatures are made on the workers. */
@@ -153,14 +160,15 @@ export class CryptoWorkers {
       publicKey: base.publicKey,
       sign: async (data: Uint8Array) => {
         // A copy of exactly these bytes: a view into Node's shared 8 KB buffer pool would clone the whole pool.
-        const r = (await this.submit({ op: "sign", key: base.keyId, hash, data: new Uint8Array(data) })) as { sig?: Uint8Array; error?: string };
-        if (!r.sig) throw new Error(`signing with ${base.keyId.slice(0, 16)}… on the crypto worker failed: ${r.error}`);
-        return Buffer.from(r.sig.buffer, r.sig.byteOffset, r.sig.byteLength);
+        const r = await this.submit([1, base.keyId, hash, new Uint8Array(data)]);
+        if (r[0] !== 2) throw new Error(`signing with ${base.keyId.slice(0, 16)}… on the crypto worker failed: ${String(r[1])}`);
+        const sig = r[1] as Uint8Array;
+        return Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength);
       },
     };
   }
 
-  private submit(job: Job): Promise<Reply> {
+  private submit(job: WireJob): Promise<Reply> {
     if (this.closed) return Promise.reject(new Error("the PKI crypto workers are closed"));
     return new Promise((resolve, reject) => {
       if (this.queue.length === 0) setImmediate(this.flush);
@@ -193,7 +201,7 @@ export class CryptoWorkers {
       id,
       queue.map((q) => q.pending),
     );
-    thread.worker.postMessage({ id, jobs: queue.map((q) => q.job), ...(fresh.length ? { keys: fresh } : {}) });
+    thread.worker.postMessage(fresh.length ? [id, queue.map((q) => q.job), fresh] : [id, queue.map((q) => q.job)]);
   };
 
   private pick(): Thread {

@@ -1,6 +1,6 @@
 // Load generator for test/bench/pki.bench.ts, run as its own process so the
 // client's TLS and JSON work does not share the measured server's event loop.
-// Usage: node pki-load.mjs CONFIG_JSON  ->  prints {"count","seconds","rate","statuses"}
+// Usage: node pki-load.mjs CONFIG_JSON  ->  prints {"count","seconds","rate","statuses","cpuSeconds"}
 // CONFIG_JSON: url, concurrency, seconds (or count), bodies, ca/cert/key for TLS.
 import { readFileSync } from "node:fs";
 import http from "node:http";
@@ -62,7 +62,10 @@ if (cfg.gate) {
   process.stdin.pause();
 }
 const start = Date.now();
+const cpu0 = process.cpuUsage();
 await Promise.all(Array.from({ length: cfg.concurrency }, () => worker(start + cfg.seconds * 1000)));
 const seconds = (Date.now() - start) / 1000;
-process.stdout.write(JSON.stringify({ count, seconds, rate: count / seconds, statuses }) + "\n");
+const cpu = process.cpuUsage(cpu0);
+// cpuSeconds: what this client used in the measured part (it shares the machine with the server it loads).
+process.stdout.write(JSON.stringify({ count, seconds, rate: count / seconds, statuses, cpuSeconds: (cpu.user + cpu.system) / 1e6 }) + "\n");
 agent.destroy();

@@ -2,7 +2,10 @@
  * PKI benchmarks, side by side with cfssl in one run (figures on a shared
  * 2-core machine are pessimistic):
  *  - issuance over the mTLS API, 16 concurrent keep-alive clients, vs
- *    `cfssl serve` signing the same CSRs (plain HTTP and with mTLS);
+ *    `cfssl serve` signing the same CSRs (plain HTTP and with mTLS), each
+ *    under two load generators: the Node one (pki-load.mjs) and ab
+ *    (apache2-utils, native), whose CPU per request is a tenth of the Node
+ *    client's; ours with its crypto workers (the default) and without;
  *    ours records every certificate durably (SQLite WAL, one fdatasync per
  *    group of rows) before answering, cfssl (no db config) records nothing;
  *    both sign with the same int-tls P-256 key, and the load client uses
@@ -11,9 +14,11 @@
  *    certificate setup answering a canned response of the same size;
  *  - issuance with the intermediate's key on SoftHSM2 (PKCS#11);
  *  - a CRL of 100,000 revoked entries (target < 2 s).
- * The load generator (pki-load.mjs) runs as two processes of 8 clients for
- * every peer; "per CPU-second" figures divide certificates by the CPU time the
- * server process used, which holds up better than rates on a shared machine.
+ * The Node load generator runs as two processes of 8 clients for every peer;
+ * "us/cert" figures divide the CPU time the server process used by the
+ * certificates, which holds up better than rates on a shared machine, and
+ * "us/request" the load generator's. Instructions per certificate on the
+ * event loop and the worker: pki-instructions.mjs (callgrind).
  *
  *   npx vitest bench --run test/bench/pki.bench.ts
  * OCSP is measured in ocsp.bench.ts (a native load generator, wrk).
@@ -42,6 +47,7 @@ interface LoadResult {
   seconds: number;
   rate: number;
   statuses: Record<string, number>;
+  cpuSeconds: number;
 }
 
 /** CONCURRENCY clients split over two load processes (one Node process alone saturates before the servers do). */
@@ -56,7 +62,7 @@ async function load(cfg: Record<string, unknown>, processes = 2): Promise<LoadRe
   for (const r of runs) for (const [k, v] of Object.entries(r.statuses)) statuses[k] = (statuses[k] ?? 0) + v;
   const count = runs.reduce((a, r) => a + r.count, 0);
   const seconds = Math.max(...runs.map((r) => r.seconds));
-  return { count, seconds, rate: runs.reduce((a, r) => a + r.rate, 0), statuses };
+  return { count, seconds, rate: runs.reduce((a, r) => a + r.rate, 0), statuses, cpuSeconds: runs.reduce((a, r) => a + r.cpuSeconds, 0) };
 }
 
 const results = {
@@ -72,13 +78,68 @@ const p: Pki = await startPki();
 const csrs = Array.from({ length: 32 }, (_, i) => makeCsr(p.dir, `bench${i}`, "/CN=gw.viworks.example", "DNS:gw.viworks.example").csr);
 
 // ---- issuance: ours over mTLS vs cfssl serve --------------------------------
-const ours: number[] = [];
-const cfsslPlain: number[] = [];
-const cfsslTls: number[] = [];
-const oursPerCpu: number[] = [];
-const cfsslPerCpu: number[] = [];
-const floorRate: number[] = [];
-const floorPerCpu: number[] = [];
+/** One measured run against one server: its rate, the server's CPU per certificate and the client's per request. */
+interface Run {
+  rate: number;
+  serverUs: number;
+  clientUs: number;
+}
+interface Peer {
+  name: string;
+  url: string;
+  /** Request bodies (the Node client cycles through them; ab posts the first). */
+  bodies: string[];
+  /** The CA the server chains to and the client certificate it accepts (none: plain HTTP). */
+  tls?: Pki;
+  pid: number;
+  status: string;
+}
+
+function clientOf(pki: Pki) {
+  return { ca: pki.files.root, cert: pki.files.backendCrt, key: pki.files.backendKey };
+}
+
+/** ab takes the client certificate and its key in one PEM file. */
+function abClientOf(pki: Pki): string {
+  const f = join(pki.dir, "ab-client.pem");
+  writeFileSync(f, readFileSync(pki.files.backendCrt, "utf8") + readFileSync(pki.files.backendKey, "utf8"));
+  return f;
+}
+
+/** The Node load generator: two processes of 8 keep-alive clients (pki-load.mjs). */
+async function nodeRun(peer: Peer): Promise<Run> {
+  const cpu0 = cpuSeconds(peer.pid);
+  const r = await load({ url: peer.url, bodies: peer.bodies, ...(peer.tls ? clientOf(peer.tls) : {}) });
+  const cpu = cpuSeconds(peer.pid) - cpu0;
+  if (!r.statuses[peer.status] || Object.keys(r.statuses).length > 1) throw new Error(`${peer.name}: ${JSON.stringify(r.statuses)}`);
+  return { rate: r.rate, serverUs: (cpu * 1e6) / r.count, clientUs: (r.cpuSeconds * 1e6) / r.count };
+}
+
+/**
+ * ab (apache2-utils), a native load generator: one process, 16 keep-alive
+ * connections, TLS 1.3 with the client certificate where the peer wants one.
+ * The Node client costs about as much CPU per request as the server it
+ * loads, on the same two cores; ab costs a tenth of that, so this is the
+ * figure that shows the servers rather than the client.
+ */
+async function abRun(peer: Peer, dir: string): Promise<Run> {
+  const body = join(dir, `ab-${peer.name.replace(/\W+/g, "-")}.json`);
+  writeFileSync(body, peer.bodies[0]!);
+  const cpu0 = cpuSeconds(peer.pid);
+  const args = ["-f", "%U %S", "ab", "-q", "-k", "-l", "-c", String(CONCURRENCY), "-t", String(SECONDS), "-n", "100000000", "-p", body, "-T", "application/json"];
+  if (peer.tls) args.push("-f", "TLS1.3", "-E", abClientOf(peer.tls));
+  const { stdout, stderr } = await execFile("/usr/bin/time", [...args, peer.url], { maxBuffer: 1 << 26 });
+  const cpu = cpuSeconds(peer.pid) - cpu0;
+  const done = Number(/Complete requests:\s+(\d+)/.exec(stdout)?.[1] ?? 0);
+  const failed = Number(/Failed requests:\s+(\d+)/.exec(stdout)?.[1] ?? 0);
+  const non2xx = Number(/Non-2xx responses:\s+(\d+)/.exec(stdout)?.[1] ?? 0);
+  if (!done || failed || non2xx) throw new Error(`${peer.name} under ab: ${done} done, ${failed} failed, ${non2xx} not 2xx`);
+  const abCpu = stderr.trim().split(/\s+/).slice(-2).reduce((a, b) => a + Number(b), 0);
+  return { rate: Number(/Requests per second:\s+([\d.]+)/.exec(stdout)![1]), serverUs: (cpu * 1e6) / done, clientUs: (abCpu * 1e6) / done };
+}
+
+// The same CA without crypto workers: everything on the event loop (cryptoWorkers: 0), side by side with the default.
+const inline: Pki = await startPki({ cryptoWorkers: 0 });
 {
   const cfg = join(p.dir, "cfssl.json");
   writeFileSync(cfg, JSON.stringify({ signing: { default: { expiry: "2160h", usages: ["digital signature", "server auth"] } } }));
@@ -93,17 +154,15 @@ const floorPerCpu: number[] = [];
   writeFileSync(join(p.dir, "cfssl-listener.crt"), lc.certificate + lc.chain[0]);
   const plain = spawn("cfssl", ["serve", "-address", "127.0.0.1", "-port", String(plainPort), "-ca", caCrt, "-ca-key", caKey, "-config", cfg, "-loglevel", "5"], { stdio: "ignore" });
   children.push(plain);
-  children.push(
-    spawn(
-      "cfssl",
-      ["serve", "-address", "127.0.0.1", "-port", String(tlsPort), "-ca", caCrt, "-ca-key", caKey, "-config", cfg, "-loglevel", "5", "-tls-cert", join(p.dir, "cfssl-listener.crt"), "-tls-key", listenerKey, "-mutual-tls-ca", p.files.ca],
-      { stdio: "ignore" },
-    ),
+  const tls = spawn(
+    "cfssl",
+    ["serve", "-address", "127.0.0.1", "-port", String(tlsPort), "-ca", caCrt, "-ca-key", caKey, "-config", cfg, "-loglevel", "5", "-tls-cert", join(p.dir, "cfssl-listener.crt"), "-tls-key", listenerKey, "-mutual-tls-ca", p.files.ca],
+    { stdio: "ignore" },
   );
+  children.push(tls);
   await waitPort(`http://127.0.0.1:${plainPort}/`);
   const cfsslBodies = csrs.map((csr) => JSON.stringify({ certificate_request: csr }));
   const ourBodies = csrs.map((csr) => JSON.stringify({ profile: "tls-gateway", csr }));
-  const client = { ca: p.files.root, cert: p.files.backendCrt, key: p.files.backendKey };
   // The floor: what the same TLS listener setup and load cost with no CA behind it.
   const canned = JSON.stringify(await p.svc.authority.issue("server", { profile: "tls-gateway", csr: csrs[0] }, p.svc.authority.identify(new X509Certificate(readFileSync(p.files.backendCrt)))!));
   const floor = createHttpsServer({ cert: lc.certificate + lc.chain[0], key: lk.privateKey.export({ type: "pkcs8", format: "pem" }), ca: readFileSync(p.files.ca), requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.3", maxVersion: "TLSv1.3" }, (req, res) => {
@@ -117,40 +176,46 @@ const floorPerCpu: number[] = [];
   });
   floor.keepAliveTimeout = 30_000;
   await new Promise<void>((r) => floor.listen(0, "127.0.0.1", r));
-  const floorUrl = `https://127.0.0.1:${(floor.address() as AddressInfo).port}/v1/certs/issue/server`;
+  const peers: Peer[] = [
+    { name: "ours", url: `${p.issuance}/v1/certs/issue/server`, bodies: ourBodies, tls: p, pid: process.pid, status: "201" },
+    { name: "ours-inline", url: `${inline.issuance}/v1/certs/issue/server`, bodies: ourBodies, tls: inline, pid: process.pid, status: "201" },
+    { name: "cfssl", url: `http://127.0.0.1:${plainPort}/api/v1/cfssl/sign`, bodies: cfsslBodies, pid: plain.pid!, status: "200" },
+    { name: "cfssl-mtls", url: `https://127.0.0.1:${tlsPort}/api/v1/cfssl/sign`, bodies: cfsslBodies, tls: p, pid: tls.pid!, status: "200" },
+    { name: "floor", url: `https://127.0.0.1:${(floor.address() as AddressInfo).port}/v1/certs/issue/server`, bodies: ourBodies, tls: p, pid: process.pid, status: "201" },
+  ];
+  const runs = new Map<string, Run[]>();
   for (let round = 0; round < 3; round++) {
-    const cpu0 = cpuSeconds(process.pid);
-    const o = await load({ url: `${p.issuance}/v1/certs/issue/server`, bodies: ourBodies, ...client });
-    if (!o.statuses["201"] || Object.keys(o.statuses).length > 1) throw new Error(`ours: ${JSON.stringify(o.statuses)}`);
-    ours.push(o.rate);
-    oursPerCpu.push(o.count / (cpuSeconds(process.pid) - cpu0));
-    const ccpu0 = cpuSeconds(plain.pid!);
-    const c = await load({ url: `http://127.0.0.1:${plainPort}/api/v1/cfssl/sign`, bodies: cfsslBodies });
-    if (!c.statuses["200"]) throw new Error(`cfssl: ${JSON.stringify(c.statuses)}`);
-    cfsslPlain.push(c.rate);
-    cfsslPerCpu.push(c.count / (cpuSeconds(plain.pid!) - ccpu0));
-    const t = await load({ url: `https://127.0.0.1:${tlsPort}/api/v1/cfssl/sign`, bodies: cfsslBodies, ...client });
-    if (t.statuses["200"]) cfsslTls.push(t.rate);
-    const fcpu0 = cpuSeconds(process.pid);
-    const f = await load({ url: floorUrl, bodies: ourBodies, ...client });
-    if (!f.statuses["201"] || Object.keys(f.statuses).length > 1) throw new Error(`floor: ${JSON.stringify(f.statuses)}`);
-    floorRate.push(f.rate);
-    floorPerCpu.push(f.count / (cpuSeconds(process.pid) - fcpu0));
+    for (const gen of ["node", "ab"] as const) {
+      for (const peer of peers) {
+        const r = gen === "node" ? await nodeRun(peer) : await abRun(peer, p.dir);
+        const key = `${gen}:${peer.name}`;
+        runs.set(key, [...(runs.get(key) ?? []), r]);
+      }
+    }
   }
   floor.close();
+  const med = (gen: string, name: string, f: keyof Run) => median(runs.get(`${gen}:${name}`)!.map((r) => r[f]));
+  for (const [gen, what] of [
+    ["node", "Node load generator (pki-load.mjs, 2 processes x 8 keep-alive clients)"],
+    ["ab", "ab (native, one process, 16 keep-alive connections)"],
+  ] as const) {
+    const cf = med(gen, "cfssl", "rate");
+    const row = (name: string, label: string) =>
+      `${label} ${med(gen, name, "rate").toFixed(0)}/s (${(med(gen, name, "rate") / cf).toFixed(2)}x cfssl plain), server ${med(gen, name, "serverUs").toFixed(0)} us/cert, client ${med(gen, name, "clientUs").toFixed(0)} us/request`;
+    results.push(`issuance, ${CONCURRENCY} clients, ${what}:`);
+    results.push(`  ${row("ours", "ours (mTLS, TLS 1.3, durable, crypto workers)")}`);
+    results.push(`  ${row("ours-inline", "ours without crypto workers (all on the event loop)")}`);
+    results.push(`  ${row("cfssl", "cfssl serve (plain HTTP)")}`);
+    results.push(`  ${row("cfssl-mtls", "cfssl serve (mTLS)")}`);
+    results.push(`  ${row("floor", "floor: do-nothing Node HTTPS server, same TLS 1.3 + client certificate setup, canned answer of the same size:")}`);
+    results.push(`  -> ratio ours/cfssl plain ${(med(gen, "ours", "rate") / cf).toFixed(2)}x, ours/cfssl mTLS ${(med(gen, "ours", "rate") / med(gen, "cfssl-mtls", "rate")).toFixed(2)}x; with/without crypto workers ${(med(gen, "ours", "rate") / med(gen, "ours-inline", "rate")).toFixed(2)}x`);
+  }
   results.push(
-    `issuance, ${CONCURRENCY} clients: ours (mTLS, TLS 1.3, durable) ${median(ours).toFixed(0)}/s; cfssl serve (plain HTTP) ${median(cfsslPlain).toFixed(0)}/s -> ratio ${(median(ours) / median(cfsslPlain)).toFixed(2)}x` +
-      (cfsslTls.length ? `; cfssl serve (mTLS) ${median(cfsslTls).toFixed(0)}/s -> ratio ${(median(ours) / median(cfsslTls)).toFixed(2)}x` : "; cfssl serve with mTLS did not answer") +
-      ". cfssl serve has no db config here, so it stores no certificate; ours records each durably (SQLite WAL, fdatasync per group) before it answers",
-  );
-  results.push(
-    `issuance per CPU-second of the server process: ours ${median(oursPerCpu).toFixed(0)} certs/CPU-s (${(1e6 / median(oursPerCpu)).toFixed(0)} us/cert); cfssl serve (plain HTTP) ${median(cfsslPerCpu).toFixed(0)} certs/CPU-s (${(1e6 / median(cfsslPerCpu)).toFixed(0)} us/cert) -> ratio ${(median(oursPerCpu) / median(cfsslPerCpu)).toFixed(2)}x`,
-  );
-  results.push(
-    `floor, a do-nothing Node HTTPS server (same TLS 1.3 + client certificate setup, same load, canned response of the same size): ${median(floorRate).toFixed(0)}/s (${(median(floorRate) / median(cfsslPlain)).toFixed(2)}x cfssl plain), ${median(floorPerCpu).toFixed(0)} requests/CPU-s (${(1e6 / median(floorPerCpu)).toFixed(0)} us/request)`,
+    "cfssl serve has no db config here, so it stores no certificate; ours records each durably (SQLite WAL, fdatasync per group) before it answers. Server CPU is the process's (ours: event loop + crypto worker + libuv pool); the client shares the same cores.",
   );
 }
 
+await inline.cleanup();
 for (const c of children) c.kill();
 
 // ---- issuance rate with the intermediate key on SoftHSM2 ---------------------

@@ -63,13 +63,13 @@ export interface Pki {
 }
 
 /** A CA in a temp dir with the service listening on loopback (port 0), and client credentials made with issueForEngine. */
-export async function startPki(opts: { state?: DesiredState; log?: boolean } = {}): Promise<Pki> {
+export async function startPki(opts: { state?: DesiredState; log?: boolean; cryptoWorkers?: number } = {}): Promise<Pki> {
   const dir = mkdtempSync(join(tmpdir(), "viw-pki-"));
   const data = join(dir, "data");
   const state = opts.state ?? (await loadState());
   const keys = new KeyRing({ dataDir: data });
   await initCa({ dataDir: data, state, provider: keys });
-  const svc = createPkiService({ dataDir: data, provider: keys, tickInterval: 1000 });
+  const svc = createPkiService({ dataDir: data, provider: keys, tickInterval: 1000, ...(opts.cryptoWorkers !== undefined ? { cryptoWorkers: opts.cryptoWorkers } : {}) });
   (await svc.prepare(state, undefined)).commit();
 
   const clientCert = async (profile: string, cn: string) => {
