@@ -19,7 +19,8 @@ import { assertListenerName, type AuditLog, type TlsSessionInfo, type TlsSession
  *   are re-dispatched after the first bytes are read, so the ClientHello can
  *   be fingerprinted (JA3) before TLS consumes it; the bytes are unshifted,
  *   node's TLSSocket replays them. A client that sends nothing is handed to
- *   TLS after PEEK_MS, so the owner's handshakeTimeout starts at most that late.
+ *   TLS after PEEK_MS (at most a quarter more: one timer per listener sweeps
+ *   the waiting peeks), so the owner's handshakeTimeout starts at most that late.
  * - client verification: with `requestCert: true, rejectUnauthorized: true`
  *   node destroys a socket whose certificate fails verification silently
  *   (before anyone can read the certificate), so the attempted DN would be

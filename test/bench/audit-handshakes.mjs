@@ -18,7 +18,8 @@
 // their spread, the median of the per-round on/off ratios, and the load average.
 //
 // Usage: node test/bench/audit-handshakes.mjs
-//   VIW_BENCH_SECONDS (default 3), VIW_BENCH_ROUNDS (default 12), VIW_BENCH_CONCURRENCY (8),
+//   VIW_BENCH_SECONDS (default 2), VIW_BENCH_ROUNDS (default 20: shorter rounds keep the two arms of a pair
+//   closer in time, so a change in the machine's load hits both; more of them steady the median ratio), VIW_BENCH_CONCURRENCY (8),
 //   VIW_BENCH_PROFILE=DIR writes the servers' --cpu-prof profiles there;
 //   VIW_BENCH_NODE_ARGS (e.g. --perf-basic-prof) is added to the servers' node options;
 //   VIW_BENCH_WITHOUT=ja3,journal,revocation leaves those parts out of the audited arm (where the cost goes);
@@ -42,8 +43,8 @@ else await drive();
 
 async function drive() {
   const execFile = promisify(execFileCb);
-  const SECONDS = Number(process.env.VIW_BENCH_SECONDS ?? 3);
-  const ROUNDS = Number(process.env.VIW_BENCH_ROUNDS ?? 12);
+  const SECONDS = Number(process.env.VIW_BENCH_SECONDS ?? 2);
+  const ROUNDS = Number(process.env.VIW_BENCH_ROUNDS ?? 20);
   const CONCURRENCY = Number(process.env.VIW_BENCH_CONCURRENCY ?? 8);
   const LOAD = join(import.meta.dirname, "audit-load.mjs");
   const pin = (() => {
