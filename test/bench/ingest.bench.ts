@@ -81,9 +81,17 @@ async function engineSyslog(): Promise<void> {
     const t0 = performance.now();
     void send(port);
     let s = await child.status(true);
+    let seen = -1;
+    let stalledSince = performance.now();
     while (!(s.lastSeq >= N && s.cursors.store! >= N)) {
       await sleep(100);
       s = await child.status(true);
+      // a run that stops moving is reported, not waited on forever
+      const progress = s.lastSeq + s.cursors.store!;
+      if (progress !== seen) {
+        seen = progress;
+        stalledSince = performance.now();
+      } else if (performance.now() - stalledSince > 30_000) throw new Error(`syslog run stalled: ${JSON.stringify(s)}`);
     }
     const dt = (performance.now() - t0) / 1000;
     record("engine syslog/TLS → journal → store (events/s)", N / dt);
