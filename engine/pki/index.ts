@@ -7,7 +7,7 @@
  *   const keys = new KeyRing({ dataDir, pkcs11Module? });          // file: and pkcs11: key refs
  *   await initCa({ dataDir, state, provider: keys });              // first --dev start (idempotent)
  *   const pki = createPkiService({ dataDir, provider: keys, log }); // a Service: prepare(next) / commit()
- *     // cryptoWorkers (default cores - 1): threads for the CSR checks and software-key leaf signatures (workers.ts)
+ *     // cryptoWorkers (default one per core up to 4, none on one core): threads for the CSR checks and software-key leaf signatures (workers.ts)
  *   await pki.issueForEngine("engine-listener", publicKey, { cn, dns, ip });  // its own certificates
  *   await pki.listen({ issuance: { host, port, tls: { cert, key, ca: caBundlePem(dataDir, state) } }, pki: { host, port } });
  *   await pki.close(); await keys.close();

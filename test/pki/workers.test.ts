@@ -1,5 +1,5 @@
-import { generateKeyPairSync, verify } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { createHash, generateKeyPairSync, verify, X509Certificate } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { IssueError, parseCsr, softwareSigner, toPem, fromPem } from "../../engine/pki/index.js";
 import { softwareKeyOf } from "../../engine/pki/keys/index.js";
 import { CryptoWorkers } from "../../engine/pki/workers.js";
-import { makeCsr } from "./fixture.js";
+import { api, makeCsr, run, startPki } from "./fixture.js";
 
 const dir = mkdtempSync(join(tmpdir(), "viw-pki-workers-"));
 const workers = new CryptoWorkers(2);
@@ -101,4 +101,41 @@ describe("the PKI crypto workers", () => {
     }
     await expect(parseCsr(ec.csr, one)).rejects.toThrow(/closed/);
   });
+});
+
+describe("the issuance API with and without crypto workers", () => {
+  for (const cryptoWorkers of [0, 2]) {
+    it(`cryptoWorkers ${cryptoWorkers}: issues certificates openssl verifies, refuses a forged CSR, answers concurrent requests each with its own key`, async () => {
+      const p = await startPki({ cryptoWorkers });
+      try {
+        const csrs = Array.from({ length: 6 }, (_, i) => makeCsr(p.dir, `k${i}`, "/CN=gw.viworks.example", "DNS:gw.viworks.example"));
+        const answers = await Promise.all(csrs.map(({ csr }) => api(p, "POST", "/v1/certs/issue/server", { profile: "tls-gateway", csr })));
+        const chain = (id: string) => join(p.data, `pki/certs/${id}.crt`);
+        for (const [i, r] of answers.entries()) {
+          expect(r.status).toBe(201);
+          const leaf = join(p.dir, `k${i}.crt`);
+          writeFileSync(leaf, r.body.certificate);
+          expect((await run("openssl", ["verify", "-CAfile", p.files.root, "-untrusted", chain("int-tls"), "-purpose", "sslserver", leaf])).stdout).toMatch(/OK/);
+          // The certificate carries the key of its own CSR (the answers did not cross).
+          const certKey = (await run("openssl", ["x509", "-in", leaf, "-noout", "-pubkey"])).stdout;
+          const csrKey = (await run("openssl", ["pkey", "-in", csrs[i]!.keyPath, "-pubout"])).stdout;
+          expect(certKey).toBe(csrKey);
+          // Recorded before it was returned; the SPKI hash (computed with the CSR check) is the certificate key's.
+          const spki = new X509Certificate(r.body.certificate).publicKey.export({ type: "spki", format: "der" });
+          expect(r.body.spki_sha256).toBe(createHash("sha256").update(spki).digest("base64"));
+          expect(p.svc.authority.store.get(r.body.serial)?.spki_sha256).toBe(r.body.spki_sha256);
+          // SKI: SHA-1 of the key bits (the uncompressed P-256 point ends the SPKI), RFC 5280 method 1.
+          const ski = (await run("openssl", ["x509", "-in", leaf, "-noout", "-ext", "subjectKeyIdentifier"])).stdout.split("\n")[1]!.trim();
+          expect(ski).toBe(createHash("sha1").update(spki.subarray(spki.length - 65)).digest("hex").toUpperCase().match(/../g)!.join(":"));
+        }
+        const der = fromPem(csrs[0]!.csr, "CERTIFICATE REQUEST")[0]!;
+        der[der.length - 3]! ^= 0x01;
+        const forged = await api(p, "POST", "/v1/certs/issue/server", { profile: "tls-gateway", csr: toPem(der, "CERTIFICATE REQUEST") });
+        expect(forged.status).toBe(400);
+        expect(forged.body.error).toMatchObject({ code: "bad_csr_signature", field: "csr" });
+      } finally {
+        await p.cleanup();
+      }
+    });
+  }
 });
