@@ -511,10 +511,14 @@ interface AGroup {
    */
   group: Record<string, unknown> | undefined;
   /**
-   * The open waits, in A-time order, as parallel arrays of A times and A event ids rather than one object per
-   * wait: millions of waits are opened and nearly all end satisfied, so each object would be garbage the
-   * collector copies first.
+   * The open waits, in A-time order: `n` of them, the first in `at0`/`id0`, the others in the parallel arrays
+   * `at`/`ids` (A times, A event ids). Not one object per wait, and the first one inline: millions of waits are
+   * opened, nearly all in a group that has no other, and nearly all end satisfied; each object (or array) would
+   * be garbage the collector copies first and a cache miss on the next B.
    */
+  n: number;
+  at0: number;
+  id0: string;
   at: number[];
   ids: string[];
   /** Times of recent B events, to satisfy an A that arrives after its B (out of order); made on the first B. */
@@ -522,7 +526,74 @@ interface AGroup {
   until: number;
 }
 
-const aSize = (g: AGroup) => g.at.length + (g.seen?.length ?? 0);
+const aSize = (g: AGroup) => g.n + (g.seen?.length ?? 0);
+
+/** The A time of a group's i-th open wait. */
+function waitAt(g: AGroup, i: number): number {
+  return i === 0 ? g.at0 : g.at[i - 1]!;
+}
+
+/** Removes a group's open waits [lo, end). */
+function dropWaits(g: AGroup, lo: number, end: number): void {
+  const k = end - lo;
+  if (k === g.n) {
+    g.n = 0;
+    g.id0 = "";
+    g.at = NO_TIMES;
+    g.ids = NO_IDS;
+    return;
+  }
+  if (lo === 0) {
+    // The first left is wait `end`, the (end-1)-th of the arrays.
+    g.at0 = g.at[end - 1]!;
+    g.id0 = g.ids[end - 1]!;
+    g.at.splice(0, end);
+    g.ids.splice(0, end);
+  } else {
+    g.at.splice(lo - 1, k);
+    g.ids.splice(lo - 1, k);
+  }
+  g.n -= k;
+}
+
+/** Adds an open wait in A-time order (after the waits with the same time). */
+function addWait(g: AGroup, ts: number, id: string): void {
+  const n = g.n++;
+  if (n === 0) {
+    g.at0 = ts;
+    g.id0 = id;
+    return;
+  }
+  const at = g.at;
+  if (waitAt(g, n - 1) <= ts) {
+    if (n === 1) {
+      // One-element literals (a push onto [] reserves 17 slots; the empty arrays are shared).
+      g.at = [ts];
+      g.ids = [id];
+    } else {
+      at.push(ts);
+      g.ids.push(id);
+    }
+    return;
+  }
+  if (ts < g.at0) {
+    // The new wait comes first: the old first moves to the front of the arrays.
+    if (n === 1) {
+      g.at = [g.at0];
+      g.ids = [g.id0];
+    } else {
+      at.unshift(g.at0);
+      g.ids.unshift(g.id0);
+    }
+    g.at0 = ts;
+    g.id0 = id;
+    return;
+  }
+  // Somewhere inside the arrays (n ≥ 2 here: with one wait, ts is either ≥ it or < it).
+  const i = upperBound(at, ts);
+  at.splice(i, 0, ts);
+  g.ids.splice(i, 0, id);
+}
 
 /** A group's values: taken from the event, or (for a one-field string key) from the key when needed. */
 function groupOf(rule: CompiledRule, g: AGroup): Record<string, unknown> {
@@ -560,26 +631,20 @@ class AbsenceState extends RuleState {
     if (g === undefined) {
       if (!isA) return;
       this.makeRoom(this.groups, rule, host, ts, aSize);
-      g = { key, group: keyIsValue(rule, key) ? undefined : rule.groupValues(ev), at: NO_TIMES, ids: NO_IDS, seen: undefined, until: -Infinity };
+      g = { key, group: keyIsValue(rule, key) ? undefined : rule.groupValues(ev), n: 0, at0: ts, id0: "", at: NO_TIMES, ids: NO_IDS, seen: undefined, until: -Infinity };
       this.groups.add(key, h, g);
     }
     const T = rule.windowMs;
     if (isB) {
       // Waits are in A-time order: the ones this B satisfies (A ≤ b ≤ A + T) are one contiguous run.
-      const at = g.at;
-      const n = at.length;
+      const n = g.n;
       if (n !== 0) {
-        const lo = lowerBound(at, ts - T);
+        let lo = 0;
+        if (g.at0 < ts - T) lo = n === 1 ? 1 : 1 + lowerBound(g.at, ts - T);
         let end = lo;
-        while (end < n && at[end]! <= ts) end++;
+        while (end < n && waitAt(g, end) <= ts) end++;
         if (end > lo) {
-          if (end - lo === n) {
-            g.at = NO_TIMES;
-            g.ids = NO_IDS;
-          } else {
-            at.splice(lo, end - lo);
-            g.ids.splice(lo, end - lo);
-          }
+          dropWaits(g, lo, end);
           this.entries -= end - lo;
         }
       }
@@ -599,28 +664,14 @@ class AbsenceState extends RuleState {
         const k = lowerBound(seen, ts);
         if (k < seen.length && seen[k]! <= ts + T) return;
       }
-      if (g.at.length >= rule.limits.entries) {
+      if (g.n >= rule.limits.entries) {
         // The oldest open wait is dropped: its queue entry goes stale.
-        g.at.shift();
-        g.ids.shift();
+        dropWaits(g, 0, 1);
         this.entries--;
         host.limit(rule, this, "entries", ts);
       }
       const id = idOf(ev);
-      const at = g.at;
-      const n = at.length;
-      if (n === 0) {
-        // One-element literals (a push onto [] reserves 17 slots).
-        g.at = [ts];
-        g.ids = [id];
-      } else if (at[n - 1]! <= ts) {
-        at.push(ts);
-        g.ids.push(id);
-      } else {
-        const i = upperBound(at, ts);
-        at.splice(i, 0, ts);
-        g.ids.splice(i, 0, id);
-      }
+      addWait(g, ts, id);
       this.entries++;
       // Insert in deadline order (usually at the end).
       const d = ts + T;
@@ -648,15 +699,9 @@ class AbsenceState extends RuleState {
       const at = qa[h]!;
       const id = qi[h]!;
       // Waits of a group leave the queue in the group's order, so an open one is its group's first.
-      if (p.at.length === 0 || p.at[0] !== at || p.ids[0] !== id) continue;
+      if (p.n === 0 || p.at0 !== at || p.id0 !== id) continue;
       const deadline = at + T;
-      if (p.at.length === 1) {
-        p.at = NO_TIMES;
-        p.ids = NO_IDS;
-      } else {
-        p.at.shift();
-        p.ids.shift();
-      }
+      dropWaits(p, 0, 1);
       // The wait's group may have been evicted since (its waits still fire; suppression is the current group's).
       const g = this.groups.get(p.key);
       if (g) {
@@ -685,7 +730,7 @@ class AbsenceState extends RuleState {
         seen!.splice(0, drop);
         this.entries -= drop;
       }
-      if (g.at.length === 0 && (seen === undefined || seen.length === 0) && g.until <= wm) this.groups.delete(k);
+      if (g.n === 0 && (seen === undefined || seen.length === 0) && g.until <= wm) this.groups.delete(k);
     }
   }
   override pending(): boolean {

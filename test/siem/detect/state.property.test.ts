@@ -50,7 +50,8 @@ const rule = (i: number): fc.Arbitrary<RuleDoc> =>
 
 const step = fc.oneof(
   { weight: 12, arbitrary: fc.record({
-    dt: fc.oneof(fc.constant(0), fc.integer({ min: -3000, max: 2500 })),
+    // same time, a step back within the lateness (out of order, still taken), exact window edges, late ones
+    dt: fc.oneof(fc.constantFrom(0, 0, 1, -1, 1000, 3000, -500, 999), fc.integer({ min: -900, max: 900 }), fc.integer({ min: -3000, max: 2500 })),
     action: fc.constantFrom<unknown>(...ACTIONS, "other", undefined),
     result: fc.constantFrom<unknown>("success", "failure", undefined),
     user_id: fc.constantFrom<unknown>("u1", "u2", "u3", undefined, 5),
@@ -108,10 +109,41 @@ describe("window state", () => {
           if (o.action === "detector_limit") notices++;
         }
       }),
-      { numRuns: 1500 },
+      { numRuns: 1000 },
     );
     // not vacuous: rules fired and limits were hit
     expect(alerts).toBeGreaterThan(500);
     expect(notices).toBeGreaterThan(50);
+  });
+
+  it("absence waits: equal and out-of-order A times, B exactly at the window's edges, no suppression (every wait that ends unmet alerts with its own id)", () => {
+    const absence = (i: number) =>
+      fc.tuple(fc.constantFrom("1s", "3s"), fc.option(fc.integer({ min: 1, max: 4 }), { nil: undefined }), fc.constantFrom<string[]>(["user_id"], [])).map(
+        ([within, entries, groupBy]) =>
+          ({
+            id: `r${i}`, title: "t", severity: "low", kind: "absence", group_by: groupBy, suppress: "0s",
+            ...(entries ? { limits: { entries_per_group: entries } } : {}),
+            absence: { after: { "==": [{ var: "action" }, "a"] }, expect: { "==": [{ var: "action" }, "b"] }, within },
+          }) as unknown as RuleDoc,
+      );
+    const near = fc.record({
+      dt: fc.oneof(fc.constantFrom(0, 0, 0, 1, -1, 1000, -1000, 3000, -3000), fc.integer({ min: -900, max: 900 })),
+      action: fc.constantFrom<unknown>("a", "a", "b"),
+      user_id: fc.constantFrom("u1", "u2"),
+      session: fc.constant("s1"), result: fc.constant("success"), asn: fc.constant(1), n: fc.constant(0),
+    });
+    let alerts = 0;
+    fc.assert(
+      fc.property(fc.tuple(absence(0), absence(1)), fc.array(near, { maxLength: 60, size: "max" }), (docs, steps) => {
+        const rules = docs.map((d) => compileRule(state, d));
+        const opts = { latenessMs: 1000, now: () => 0 };
+        const fast = run((onAlert, onNotice) => new Engine(rules, { ...opts, onAlert, onNotice }), steps);
+        const plain = run((onAlert, onNotice) => new ReferenceEngine(rules, { ...opts, onAlert, onNotice }), steps);
+        expect(fast).toEqual(plain);
+        alerts += fast.out.length;
+      }),
+      { numRuns: 500 },
+    );
+    expect(alerts).toBeGreaterThan(1000);
   });
 });
