@@ -84,27 +84,80 @@ function eidOf(id: string): number {
   return ((h1 >>> 6) * 0x4000000) + (h2 >>> 6);
 }
 
-/**
- * Inserts one event unless its event_id is stored already; returns 1 when it
- * was new. Self-contained: both threads run it (the writer from its source).
- */
-function storeEvent(insert: { run(...a: unknown[]): { changes: number } }, idAt: { get(eid: number): unknown }, eidOf: (id: string) => number, index: string, e: StoreFields, doc: string): number {
-  let ts = Date.parse(e.timestamp);
-  if (!Number.isFinite(ts)) ts = Date.parse(e.received_at);
-  const id = e.event_id;
-  const text = (v: unknown) => (typeof v === "string" ? v : null);
-  let eid = eidOf(String(id));
-  for (;;) {
-    if (insert.run(eid, id, index, ts, text(e.component), text(e.action), text(e.user_id), doc).changes > 0) return 1;
-    const other = idAt.get(eid) as { event_id: string } | undefined;
-    // the same event again; or not inserted for another reason (a NOT NULL column): ignored as before
-    if (!other || other.event_id === id) return 0;
-    // another id with the same key: the next key (rare; ids are hashes)
-    eid = eid >= 0xfffffffffffff ? 0 : eid + 1;
-  }
+/** Rows per multi-row INSERT. */
+const ROWS_PER_INSERT = 50;
+const INSERT_ROWS_SQL = `INSERT OR IGNORE INTO events (eid, event_id, idx, ts, component, action, user_id, doc) VALUES ${Array(ROWS_PER_INSERT).fill("(?, ?, ?, ?, ?, ?, ?, ?)").join(", ")}`;
+
+interface Statement {
+  run(...a: unknown[]): { changes: number };
 }
 
-/** What storeEvent reads of an event. */
+/**
+ * Inserts events unless their event_id is stored already, ROWS_PER_INSERT
+ * rows per statement: one INSERT per row spent ~40% of SQLite's instructions
+ * per event on running the statement (callgrind: 28.5k -> 16.7k instructions
+ * per event over the insert alone). `add` collects a row; `flush` inserts what
+ * is held (a remainder row by row); both return how many were new. A row a
+ * multi-row statement ignored is the same event again, a row a NOT NULL
+ * column refused (ignored, as before), or another event_id with the same
+ * eid: that one takes the next free key. Self-contained: both threads run it
+ * (the writer from its source).
+ */
+function storeRows(insertRows: Statement, insert: Statement, idAt: { get(eid: number): unknown }, eidOf: (id: string) => number, perInsert: number) {
+  const v: unknown[] = new Array(perInsert * 8);
+  let n = 0;
+  const text = (x: unknown) => (typeof x === "string" ? x : null);
+  /** Row `r` of v inserted alone, probing the next keys while another event_id holds its key. */
+  const single = (r: number): number => {
+    const o = r * 8;
+    for (;;) {
+      if (insert.run(v[o], v[o + 1], v[o + 2], v[o + 3], v[o + 4], v[o + 5], v[o + 6], v[o + 7]).changes > 0) return 1;
+      const other = idAt.get(v[o] as number) as { event_id: string } | undefined;
+      if (!other || other.event_id === v[o + 1]) return 0;
+      // another id with the same key: the next key (rare; ids are hashes)
+      v[o] = (v[o] as number) >= 0xfffffffffffff ? 0 : (v[o] as number) + 1;
+    }
+  };
+  const flush = (): number => {
+    let added = 0;
+    if (n === perInsert) {
+      added = insertRows.run(v).changes;
+      if (added < n) {
+        for (let r = 0; r < n; r++) {
+          const other = idAt.get(v[r * 8] as number) as { event_id: string } | undefined;
+          // inserted now or before, or refused by a NOT NULL column
+          if (!other || other.event_id === v[r * 8 + 1]) continue;
+          added += single(r);
+        }
+      }
+    } else for (let r = 0; r < n; r++) added += single(r);
+    n = 0;
+    return added;
+  };
+  return {
+    add(index: string, e: StoreFields, doc: string): number {
+      let ts = Date.parse(e.timestamp);
+      if (!Number.isFinite(ts)) ts = Date.parse(e.received_at);
+      const o = n * 8;
+      v[o] = eidOf(String(e.event_id));
+      v[o + 1] = e.event_id;
+      v[o + 2] = index;
+      v[o + 3] = ts;
+      v[o + 4] = text(e.component);
+      v[o + 5] = text(e.action);
+      v[o + 6] = text(e.user_id);
+      v[o + 7] = doc;
+      return ++n === perInsert ? flush() : 0;
+    },
+    flush,
+    /** Forgets held rows (a transaction that failed rolled them back). */
+    clear(): void {
+      n = 0;
+    },
+  };
+}
+
+/** What storeRows reads of an event. */
 export type StoreFields = Pick<NormalizedEvent, "event_id" | "timestamp" | "received_at"> & { component?: unknown; action?: unknown; user_id?: unknown };
 
 /**
@@ -169,23 +222,23 @@ db.pragma("cache_size = -65536");
 db.pragma("busy_timeout = 10000");
 // fewer, larger checkpoints: each one rewrites the index pages the batches touched
 db.pragma("wal_autocheckpoint = 16384");
-const insert = db.prepare(${JSON.stringify(INSERT_SQL)});
-const idAt = db.prepare(${JSON.stringify(ID_AT_SQL)});
 const eidOf = ${eidOf.toString()};
-const storeEvent = ${storeEvent.toString()};
+const storeRows = ${storeRows.toString()};
 const fieldsOf = ${fieldsOf.toString()};
+const rows = storeRows(db.prepare(${JSON.stringify(INSERT_ROWS_SQL)}), db.prepare(${JSON.stringify(INSERT_SQL)}), db.prepare(${JSON.stringify(ID_AT_SQL)}), eidOf, ${ROWS_PER_INSERT});
 // records come as one text, "index TAB json" lines (JSON text has no raw LF): one string to copy between threads, not two per record
 const write = db.transaction((text) => {
+  rows.clear();
   let added = 0;
   for (let at = 0; at < text.length; ) {
     const tab = text.indexOf("\\t", at);
     let nl = text.indexOf("\\n", tab);
     if (nl < 0) nl = text.length;
     const doc = text.slice(tab + 1, nl);
-    added += storeEvent(insert, idAt, eidOf, text.slice(at, tab), fieldsOf(doc) ?? JSON.parse(doc), doc);
+    added += rows.add(text.slice(at, tab), fieldsOf(doc) ?? JSON.parse(doc), doc);
     at = nl + 1;
   }
-  return added;
+  return added + rows.flush();
 });
 parentPort.on("message", (m) => {
   if (m.close) { db.close(); parentPort.close(); return; }
@@ -204,8 +257,6 @@ parentPort.on("message", (m) => {
 export class EventStore {
   readonly file: string;
   readonly db: Database.Database;
-  private readonly insert: Database.Statement;
-  private readonly idAt: Database.Statement;
   private readonly insertBatch: (records: readonly StoredEvent[]) => number;
 
   constructor(file: string, opts: { readonly?: boolean } = {}) {
@@ -227,12 +278,13 @@ export class EventStore {
       }
       this.db.exec(SCHEMA);
     }
-    this.insert = opts.readonly ? (undefined as unknown as Database.Statement) : this.db.prepare(INSERT_SQL);
-    this.idAt = opts.readonly ? (undefined as unknown as Database.Statement) : this.db.prepare(ID_AT_SQL);
+    const rows = opts.readonly ? undefined : storeRows(this.db.prepare(INSERT_ROWS_SQL), this.db.prepare(INSERT_SQL), this.db.prepare(ID_AT_SQL), eidOf, ROWS_PER_INSERT);
     this.insertBatch = this.db.transaction((records: readonly StoredEvent[]) => {
+      if (!rows) throw new Error("the store is open read-only");
+      rows.clear();
       let added = 0;
-      for (const r of records) added += storeEvent(this.insert, this.idAt, eidOf, r.index, r.event, docOf(r));
-      return added;
+      for (const r of records) added += rows.add(r.index, r.event, docOf(r));
+      return added + rows.flush();
     });
   }
 

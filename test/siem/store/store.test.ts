@@ -62,6 +62,27 @@ describe("embedded store", () => {
     expect((again.db.prepare("SELECT COUNT(DISTINCT event_id) AS n FROM events").get() as { n: number }).n).toBe(2003);
   });
 
+  it("is exactly-once when shared keys and repeats fall inside one multi-row insert, on both threads", async () => {
+    // 10 keys shared by 13 ids each, every id twice, shuffled: a 50-row statement holds collisions and repeats
+    const ids = Array.from({ length: 130 }, (_, i) => `${(0x1000000000000 + (i % 10)).toString(16)}${i.toString(16).padStart(51, "0")}`);
+    const order = [...ids, ...ids].map((id, i) => ({ id, k: (i * 7919) % 260 })).sort((a, b) => a.k - b.k).map((x) => x.id);
+    const rows = order.map((id, i) => ev(id, "viw-auth", new Date(Date.UTC(2026, 10, 22, 10) + i).toISOString(), { action: "login", user_id: `u${i % 3}` }));
+    const s = store();
+    expect(s.add(rows.slice(0, 150))).toBe(new Set(order.slice(0, 150)).size);
+    expect(s.add(rows)).toBe(130 - new Set(order.slice(0, 150)).size);
+    expect(s.add(rows)).toBe(0);
+    expect((s.db.prepare("SELECT COUNT(*) AS n, COUNT(DISTINCT event_id) AS d, COUNT(DISTINCT eid) AS k FROM events").get() as object)).toEqual({ n: 130, d: 130, k: 130 });
+    // the writer thread (journal text) agrees, batch after batch
+    const w = store();
+    const text = (xs: typeof rows) => xs.map((r) => `${r.index}\t${JSON.stringify(r.event)}\n`).join("");
+    expect(await w.writeText(text(rows.slice(0, 199)))).toBe(new Set(order.slice(0, 199)).size);
+    expect(await w.writeText(text(rows))).toBe(130 - new Set(order.slice(0, 199)).size);
+    expect((w.db.prepare("SELECT COUNT(*) AS n, COUNT(DISTINCT event_id) AS d FROM events").get() as object)).toEqual({ n: 130, d: 130 });
+    // each row carries its own columns (not a neighbour's from the same statement)
+    const bad = w.db.prepare("SELECT COUNT(*) AS n FROM events WHERE json_extract(doc, '$.event_id') != event_id OR json_extract(doc, '$.user_id') != user_id OR ts != unixepoch(json_extract(doc, '$.timestamp'), 'subsec') * 1000").get() as { n: number };
+    expect(bad.n).toBe(0);
+  });
+
   it("upgrades a store written with event_id as its unique key, keeping rows and their order", () => {
     const d = mkdtempSync(join(tmpdir(), "viw-store-"));
     dirs.push(d);
