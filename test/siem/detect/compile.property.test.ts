@@ -237,4 +237,20 @@ describe("compiled JSON Logic equals json-logic-js", () => {
     }
     expect(() => compileLogic({ pin_retired: [{ var: "p" }, "nope"] }, { pinSets })).toThrow(/unknown pin set `nope`/);
   });
+
+  it("field names that are not identifiers read as json-logic-js reads them (the generated getters embed them as literals)", () => {
+    const odd = ['a"b', "a\\b", "a'b", "a\u2028b", "a`b${x}", "__proto__", "constructor", "0", "", " ", "x\ny", "});process.exit(1);({"];
+    const name = fc.oneof(fc.constantFrom(...odd), fc.string({ maxLength: 4 }));
+    fc.assert(
+      fc.property(name, fc.option(name, { nil: undefined }), fc.jsonValue(), fc.constantFrom<unknown>(undefined, null, 7, "dflt"), (a, b, leaf, dflt) => {
+        const path = b === undefined ? a : `${a}.${b}`;
+        if (path.split(".").length > 2) return;
+        const data = b === undefined ? { [a]: leaf } : { [a]: { [b]: leaf } };
+        for (const expr of [{ var: dflt === undefined ? path : [path, dflt] }, { "==": [{ var: path }, "dflt"] }, { ">": [{ var: path }, 1] }]) {
+          for (const d of [data, {}, null, { [a]: null }]) expect(compileLogic(expr)(d)).toEqual(jsonLogic.apply(expr as never, d));
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
 });
