@@ -5,6 +5,6 @@
  */
 export { EventStore, openStore } from "./store.js";
 export type { StoredEvent } from "./store.js";
-export { queryEvents, aggregateEvents, QueryError, MAX_LIMIT } from "./query.js";
+export { queryEvents, aggregateEvents, explainQuery, QueryError, MAX_LIMIT } from "./query.js";
 export type { QueryParams, QueryResult, AggregateParams, Bucket } from "./query.js";
 export { queryPlugin } from "./http.js";

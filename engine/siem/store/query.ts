@@ -91,9 +91,65 @@ function plan(q: QueryParams, now: Date): Plan {
     });
     if (problems.length > 0) throw new QueryError("where", problems.map((p) => `${p.message}${p.path.length ? ` at ${p.path.join(".")}` : ""}`).join("; "));
   }
+  // conditions the indexes can answer are also given to SQL (the filter still runs on every candidate)
+  for (const c of indexable(where)) {
+    conds.push(c.sql);
+    args.push(...c.args);
+  }
   const limit = q.limit ?? 100;
   if (!Number.isInteger(limit) || limit < 0 || limit > MAX_LIMIT) throw new QueryError("limit", `expected an integer 0..${MAX_LIMIT}`);
   return { sql: conds.length ? ` WHERE ${conds.join(" AND ")}` : "", args, where, limit };
+}
+
+/** Fields with their own column (and index: component/action, user): what `indexable` hands to SQL. */
+const COLUMNS: Readonly<Record<string, string>> = { component: "component", action: "action", user_id: "user_id" };
+
+function columnOf(v: unknown): string | undefined {
+  if (v === null || typeof v !== "object" || Array.isArray(v)) return undefined;
+  const keys = Object.keys(v);
+  if (keys.length !== 1 || keys[0] !== "var") return undefined;
+  const name = (v as { var: unknown }).var;
+  const field = Array.isArray(name) && name.length === 1 ? name[0] : name;
+  return typeof field === "string" && Object.hasOwn(COLUMNS, field) ? COLUMNS[field] : undefined;
+}
+
+/**
+ * The parts of a JSON Logic filter that are equalities (or `in` a list) of a
+ * column field with strings, top level or under `and`: as SQL conditions
+ * they let the component/action and user indexes narrow the scan, where the
+ * filter alone read every event in the time range. Exact: the columns hold
+ * the field when it is a string, and the normalizer makes these fields
+ * strings, so `==` with a string matches the same events as `===`; the
+ * filter still runs on each candidate.
+ */
+function indexable(logic: unknown): { sql: string; args: string[] }[] {
+  if (logic === null || typeof logic !== "object" || Array.isArray(logic)) return [];
+  const ops = Object.keys(logic);
+  if (ops.length !== 1) return [];
+  const op = ops[0]!;
+  const a = (logic as Record<string, unknown>)[op];
+  if (op === "and" && Array.isArray(a)) return a.flatMap(indexable);
+  if ((op === "==" || op === "===") && Array.isArray(a) && a.length === 2) {
+    const [x, y] = a;
+    const col = columnOf(x) ?? columnOf(y);
+    const value = columnOf(x) ? y : x;
+    if (col !== undefined && typeof value === "string") return [{ sql: `${col} = ?`, args: [value] }];
+  }
+  if (op === "in" && Array.isArray(a) && a.length === 2) {
+    const col = columnOf(a[0]);
+    const list = a[1];
+    if (col !== undefined && Array.isArray(list) && list.length > 0 && list.length <= 100 && list.every((v) => typeof v === "string")) {
+      return [{ sql: `${col} IN (${list.map(() => "?").join(", ")})`, args: list as string[] }];
+    }
+  }
+  return [];
+}
+
+/** SQLite's plan for a query (`EXPLAIN QUERY PLAN`): which index answers it. */
+export function explainQuery(store: EventStore, q: QueryParams, now = new Date()): string[] {
+  const p = plan(q, now);
+  const rows = store.db.prepare(`EXPLAIN QUERY PLAN SELECT doc FROM events${p.sql} ORDER BY ts DESC, rid DESC`).all(...p.args) as { detail: string }[];
+  return rows.map((r) => r.detail);
 }
 
 /**

@@ -4,7 +4,7 @@ import Database from "better-sqlite3";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { aggregateEvents, openStore, queryEvents, queryPlugin, QueryError, type EventStore } from "../../../engine/siem/index.js";
+import { aggregateEvents, explainQuery, openStore, queryEvents, queryPlugin, QueryError, type EventStore } from "../../../engine/siem/index.js";
 
 const dirs: string[] = [];
 const stores: EventStore[] = [];
@@ -135,6 +135,18 @@ describe("embedded store", () => {
     expect(names).toEqual(expect.arrayContaining(["events_ts", "events_idx_ts", "events_component_action_ts", "events_user_ts"]));
     const plan = s.db.prepare("EXPLAIN QUERY PLAN SELECT doc FROM events WHERE idx = ? AND ts >= ? ORDER BY ts DESC").all("viw-auth", 0) as { detail: string }[];
     expect(plan.map((p) => p.detail).join(" ")).toMatch(/events_idx_ts/);
+    // /v1/query: equalities on user or component/action in the JSON Logic filter reach the indexes
+    seed(s);
+    const byUser = { where: { "==": [{ var: "user_id" }, "u1"] }, since: "2026-11-01T00:00:00Z" };
+    expect(explainQuery(s, byUser, now).join(" ")).toMatch(/events_user_ts/);
+    const byComponent = { where: { and: [{ "==": [{ var: "component" }, "backend"] }, { in: [{ var: "action" }, ["login", "otp_verify"]] }, { "==": [{ var: "result" }, "failure"] }] } };
+    expect(explainQuery(s, byComponent, now).join(" ")).toMatch(/events_component_action_ts/);
+    // the same answers as a filter SQL cannot take (a computed value)
+    const computed = (field: string, value: string) => ({ "==": [{ var: field }, { cat: [value.slice(0, 1), value.slice(1)] }] });
+    expect(queryEvents(s, byUser, now)).toEqual(queryEvents(s, { ...byUser, where: computed("user_id", "u1") }, now));
+    expect(queryEvents(s, byUser, now).total).toBe(3);
+    expect(queryEvents(s, byComponent, now)).toEqual(queryEvents(s, { where: { and: [computed("component", "backend"), { in: [{ var: "action" }, { merge: [["login"], ["otp_verify"]] }] }, { "==": [{ var: "result" }, "failure"] }] } }, now));
+    expect(queryEvents(s, byComponent, now).hits.map((e) => e.event_id)).toEqual(["a1", "a3"]);
   });
 
   it("queries: index (all days or one day, globs), since/until, JSON Logic, limit, newest first, total", () => {
