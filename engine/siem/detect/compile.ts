@@ -78,21 +78,28 @@ function lookup(data: unknown, a: unknown, b: unknown): unknown {
  * name with inline caches of its own. The path's segments are embedded as JSON string literals: JSON.stringify
  * escapes quotes, backslashes and control characters, so no path can become code.
  */
-const getterMakers = new Map<string, (notFound: unknown) => (d: any) => unknown>();
+const getterMakers = new Map<string, (notFound: unknown, c: unknown) => (d: any) => unknown>();
 
-function pathGetter(parts: readonly string[], notFound: unknown): (d: any) => unknown {
-  const id = JSON.stringify(parts);
+/** The source of `var`'s lookup of a one- or two-segment path in `d`, leaving the value (or `nf`) in `v`. */
+function readSource(parts: readonly string[]): string {
+  const [k0, k1] = parts.map((p) => JSON.stringify(p));
+  if (parts.length === 1) return `let v = nf; if (d !== null && d !== undefined) { v = d[${k0}]; if (v === undefined) v = nf; }`;
+  return `let v = nf; if (d !== null && d !== undefined) { const m = d[${k0}]; if (m !== undefined && m !== null) { v = m[${k1}]; if (v === undefined) v = nf; } }`;
+}
+
+/** A generated function of `d` (with `nf` and `c` bound): the path's lookup, then `result` (an expression of v and c). */
+function generated(parts: readonly string[], result: string, notFound: unknown, c?: unknown): (d: any) => unknown {
+  const id = JSON.stringify([parts, result]);
   let make = getterMakers.get(id);
   if (make === undefined) {
-    const [k0, k1] = parts.map((p) => JSON.stringify(p));
-    const body =
-      parts.length === 1
-        ? `return function (d) { if (d === null || d === undefined) return nf; const v = d[${k0}]; return v === undefined ? nf : v; };`
-        : `return function (d) { if (d === null || d === undefined) return nf; const m = d[${k0}]; if (m === undefined || m === null) return nf; const v = m[${k1}]; return v === undefined ? nf : v; };`;
-    make = new Function("nf", body) as (notFound: unknown) => (d: any) => unknown;
+    make = new Function("nf", "c", `return function (d) { ${readSource(parts)} return ${result}; };`) as (notFound: unknown, c: unknown) => (d: any) => unknown;
     getterMakers.set(id, make);
   }
-  return make(notFound);
+  return make(notFound, c);
+}
+
+function pathGetter(parts: readonly string[], notFound: unknown): (d: any) => unknown {
+  return generated(parts, "v", notFound);
 }
 
 /** A `var` with a constant path: split once; one and two segments read by a generated getter (pathGetter). */
@@ -126,26 +133,9 @@ function fieldAgainstConstant(op: string, values: unknown[]): Compiled | undefin
   if (args.length === 2 && !isPrimitive(args[1])) return undefined;
   const f = String(p);
   const nf = args.length === 1 || args[1] === undefined ? null : args[1];
-  const get = constantPath(f, nf) as (d: any) => any;
-  const c: any = k;
-  switch (op) {
-    case "==":
-      return (d) => get(d) == c;
-    case "!=":
-      return (d) => get(d) != c;
-    case "===":
-      return (d) => get(d) === c;
-    case "!==":
-      return (d) => get(d) !== c;
-    case ">":
-      return (d) => get(d) > c;
-    case ">=":
-      return (d) => get(d) >= c;
-    case "<":
-      return (d) => get(d) < c;
-    case "<=":
-      return (d) => get(d) <= c;
-  }
+  // Generated per field and operator (see pathGetter): the comparison's own inline caches see one field's values
+  // (e.g. always strings for `action`), not those of every field compared anywhere. `op` is one of these eight (it is embedded).
+  if (op === "==" || op === "!=" || op === "===" || op === "!==" || op === ">" || op === ">=" || op === "<" || op === "<=") return generated([f], `v ${op} c`, nf, k);
   return undefined;
 }
 
