@@ -1,4 +1,4 @@
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { Server } from "node:http";
 import type { KeyObject } from "node:crypto";
 import type { DesiredState } from "../config/index.js";
@@ -51,6 +51,17 @@ function url(scheme: string, a: AddressInfo): string {
 export function createPkiService(options: PkiServiceOptions): PkiService {
   const authority = new Authority(options);
   const servers: Server[] = [];
+  /**
+   * Every TCP connection of the listeners, from accept on. closeAllConnections
+   * only knows the HTTP ones: a TLS socket still in its handshake would hold
+   * server.close() until the handshake timeout (120 s).
+   */
+  const sockets = new Set<Socket>();
+  const track = (server: Server) =>
+    server.on("connection", (socket: Socket) => {
+      sockets.add(socket);
+      socket.once("close", () => sockets.delete(socket));
+    });
   let issuance: ReturnType<typeof createIssuanceServer> | undefined;
   let timer: NodeJS.Timeout | undefined;
   let ticking = false;
@@ -97,13 +108,13 @@ export function createPkiService(options: PkiServiceOptions): PkiService {
       const out: { issuance?: string; pki?: string } = {};
       if (opts.issuance) {
         issuance = createIssuanceServer(authority, opts.issuance.tls, { bodyLimit: options.bodyLimit, log: options.log });
-        servers.push(issuance);
+        servers.push(track(issuance));
         opts.beforeListen?.("issuance", issuance);
         out.issuance = url("https", await listenOn(issuance, opts.issuance.host, opts.issuance.port));
       }
       if (opts.pki) {
         const s = createPkiServer(authority, { log: options.log });
-        servers.push(s);
+        servers.push(track(s));
         out.pki = url("http", await listenOn(s, opts.pki.host, opts.pki.port));
       }
       return out;
@@ -123,6 +134,7 @@ export function createPkiService(options: PkiServiceOptions): PkiService {
             new Promise<void>((resolve) => {
               s.close(() => resolve());
               s.closeAllConnections?.();
+              for (const socket of sockets) socket.destroy();
             }),
         ),
       );

@@ -124,3 +124,24 @@ describe("store durability and CRL numbers across restarts", () => {
     }
   });
 });
+
+describe("closing the service", () => {
+  it("does not wait for a client stuck in its TLS handshake (nor for a keep-alive one)", async () => {
+    const p = await startPki();
+    const url = new URL(p.issuance);
+    // One TCP connection that never sends a ClientHello, one that sent half of one.
+    const { connect } = await import("node:net");
+    const silent = connect(Number(url.port), url.hostname);
+    const half = connect(Number(url.port), url.hostname, () => half.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01])));
+    await Promise.all([silent, half].map((s) => new Promise((r) => s.once("connect", r))));
+    await new Promise((r) => setTimeout(r, 100));
+    const started = Date.now();
+    await p.cleanup();
+    // Without tracking the raw sockets, server.close() waits for the 120 s handshake timeout.
+    expect(Date.now() - started).toBeLessThan(10_000);
+    for (const s of [silent, half]) {
+      await new Promise((r) => (s.destroyed ? r(undefined) : s.once("close", r)));
+      expect(s.destroyed).toBe(true);
+    }
+  }, 60_000);
+});
