@@ -125,7 +125,6 @@ export function createBulkServer(ctx: IngestContext, tls: ListenerTls, opts: Bul
         }
         if (line.length === 0 || line.trim() === "") continue;
         const r = normalizer.parse(line, ctxN);
-        // the result itself: its event is parsed from its JSON only if read (a receipt)
         if (r.ok) accepted.push(r);
         else errors.push({ line: i + 1, message: r.errors.map((e) => (e.field ? `${e.field}: ${e.message}` : e.message)).join("; ") });
       }

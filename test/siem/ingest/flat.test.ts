@@ -96,8 +96,8 @@ describe("flat fast path", () => {
           expect(fast.json).toBe(slow.json);
           expect(fast.index).toBe(slow.index);
           expect(fast.event).toEqual(JSON.parse(slow.json));
-          // parse() answers with the fast result, the same text
-          expect(n.parse(text, ctx)).toMatchObject({ ok: true, json: slow.json });
+          // parse() (the general path, the bulk listener's) answers with the same text
+          expect(n.parse(text, ctx)).toMatchObject({ ok: true, json: fast.json });
         }),
         { numRuns: 3000 },
       );
