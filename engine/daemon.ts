@@ -27,7 +27,7 @@ import {
   type Source,
 } from "./gitops/index.js";
 import { parseDuration, type DesiredState } from "./config/index.js";
-import { KeyRing, createPkiService, generatePrivateKey, initCa, normalizeSerial, softwareSigner, toPem, type PkiService } from "./pki/index.js";
+import { KeyRing, createPkiService, generatePrivateKey, initCa, softwareSigner, toPem, type PkiService } from "./pki/index.js";
 import { PIN_TELEMETRY_CONSUMER, PinTelemetry, authorityPki, emergencyRoutes, keepRenewed, pinRoutes, realClock, type Renewer } from "./pki/pins/index.js";
 import { Router, createSiemService, openJournal, type LocalJournal, type SiemService } from "./siem/index.js";
 import { Detector } from "./siem/detect/index.js";
@@ -367,7 +367,8 @@ export class Daemon {
     await this.timeline.useSigner(this.data, keySigner(certs.log.key, certs.log.cert + certs.log.chain.join("")));
     const tls = { cert: certs.listener.cert, key: certs.listener.key, ca: certs.caChain };
     // Every TLS listener records its sessions in the Dogtag format (engine/audit) and as journal events.
-    const isRevoked = (serial: string) => caps.pki.authority.store.isRevoked(normalizeSerial(serial) ?? serial);
+    // auditTlsServer passes the serial as the store keeps it (lowercase hex, no leading zero bytes): no normalising per handshake.
+    const isRevoked = (serial: string) => caps.pki.authority.store.isRevoked(serial);
     // The issuance listener is an https.Server (a tls.Server underneath); the hook needs only its TLS events.
     const auditSessions = (component: "pki" | "siem") => (name: string, server: object) => {
       this.sessionAudits.push(auditTlsServer(server as TlsServer, { listener: name, audit: caps.audit, component, isRevoked, idleTimeoutMs: 300_000 }));
