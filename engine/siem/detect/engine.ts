@@ -83,12 +83,8 @@ interface Host {
   readonly wm: number;
   /** The event's group key for a rule, computed once per event for all rules grouping by the same fields. */
   key(sig: number, rule: CompiledRule, ev: NormalizedEvent): string;
-  /** keyHash of that key, also computed once per event and signature. */
-  hash(sig: number, rule: CompiledRule, ev: NormalizedEvent): number;
   fire(rule: CompiledRule, state: RuleState, key: string, group: Record<string, unknown>, start: number, end: number, ids: string[]): void;
   limit(rule: CompiledRule, state: RuleState, which: "groups" | "entries", at: number): void;
-  /** A wait now ends at `deadline` (the watermark passing it runs onWatermark). */
-  due(deadline: number): void;
 }
 
 /** A rule's window state; kept across reloads while the rule's digest is unchanged. */
@@ -112,10 +108,6 @@ abstract class RuleState {
   /** Whether anything waits for the watermark (absence). */
   pending(): boolean {
     return false;
-  }
-  /** The earliest time onWatermark has something to do for (Infinity: nothing). */
-  nextDeadline(_rule: CompiledRule): number {
-    return Infinity;
   }
 
   /** Before a new group is added: evicts the oldest group when the limit is reached. */
@@ -148,53 +140,6 @@ function lowerBound(a: number[], x: number): number {
     else hi = m;
   }
   return lo;
-}
-
-const FILTER_BITS = 13;
-
-/** A group key's bucket in a GroupMap's counts (FNV-1a over its UTF-16 units). */
-export function keyHash(key: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
-  return (h ^ (h >>> FILTER_BITS) ^ (h >>> (2 * FILTER_BITS))) & ((1 << FILTER_BITS) - 1);
-}
-
-/**
- * The groups of a rule, which also count their keys per hash bucket, so that "this event's group certainly does
- * not exist" is one read of a small array instead of a Map lookup. Why: a sequence rule sees every event of its
- * action but keeps groups only for the few keys that started a run, an absence rule every B but groups only where
- * an A came; a Map lookup that misses costs several cache misses on a large heap (the Map's buckets and the stored
- * keys it compares), the counts (32 KiB) stay in cache. Exact: a bucket's count is the number of keys in the map
- * hashing to it (every insertion and deletion goes through set/delete), so a zero is never wrong.
- */
-class GroupMap<G> extends Map<string, G> {
-  private readonly counts = new Int32Array(1 << FILTER_BITS);
-  /** Adds a key known to be absent, with its keyHash. */
-  add(key: string, h: number, g: G): void {
-    this.counts[h]!++;
-    super.set(key, g);
-  }
-  override set(key: string, g: G): this {
-    if (!this.has(key)) this.counts[keyHash(key)]!++;
-    return super.set(key, g);
-  }
-  override delete(key: string): boolean {
-    if (!super.delete(key)) return false;
-    this.counts[keyHash(key)]!--;
-    return true;
-  }
-  override clear(): void {
-    this.counts.fill(0);
-    super.clear();
-  }
-  /** False when no key with this hash is in the map. */
-  mayHave(h: number): boolean {
-    return this.counts[h] !== 0;
-  }
-  /** get(key), without the lookup when no key with its hash `h` is in the map (a new group's event). */
-  find(key: string, h: number): G | undefined {
-    return this.counts[h] === 0 ? undefined : this.get(key);
-  }
 }
 
 function idOf(ev: NormalizedEvent): string {
@@ -251,18 +196,17 @@ const tSize = (g: TGroup) => g.ts.length - g.head;
 
 /** threshold: count ≥ N per group within a sliding window (inclusive of both ends). */
 class ThresholdState extends RuleState {
-  readonly groups = new GroupMap<TGroup>();
+  readonly groups = new Map<string, TGroup>();
   onEvent(rule: CompiledRule, ev: NormalizedEvent, ts: number, host: Host): void {
     const key = host.key(this.sig, rule, ev);
-    const h = host.hash(this.sig, rule, ev);
-    let g = this.groups.find(key, h);
+    let g = this.groups.get(key);
     let t: number[];
     let i: number;
     if (g === undefined) {
       this.makeRoom(this.groups, rule, host, ts, tSize);
       // A new group's arrays start as one-element literals: a push onto [] reserves 17 slots, and most groups stay small.
       g = { ts: [ts], ids: [idOf(ev)], head: 0, until: -Infinity };
-      this.groups.add(key, h, g);
+      this.groups.set(key, g);
       t = g.ts;
       i = 0;
     } else {
@@ -343,17 +287,16 @@ const dSize = (g: DGroup) => g.vals.size;
 
 /** distinct: ≥ N distinct values of a field per group within a sliding window. */
 class DistinctState extends RuleState {
-  readonly groups = new GroupMap<DGroup>();
+  readonly groups = new Map<string, DGroup>();
   onEvent(rule: CompiledRule, ev: NormalizedEvent, ts: number, host: Host): void {
     const v = rule.distinctField!(ev);
     if (v === null || v === undefined) return;
     const key = host.key(this.sig, rule, ev);
-    const h = host.hash(this.sig, rule, ev);
-    let g = this.groups.find(key, h);
+    let g = this.groups.get(key);
     if (g === undefined) {
       this.makeRoom(this.groups, rule, host, ts, dSize);
       g = { vals: new Map(), maxTs: -Infinity, until: -Infinity };
-      this.groups.add(key, h, g);
+      this.groups.set(key, g);
     }
     const vk = valueKey(v);
     const seen = g.vals.get(vk);
@@ -428,7 +371,7 @@ const sSize = (g: SGroup) => g.runs.length;
 
 /** sequence: the steps in order, each at or after the previous, all within `within` of the first, per group. */
 class SequenceState extends RuleState {
-  readonly groups = new GroupMap<SGroup>();
+  readonly groups = new Map<string, SGroup>();
   onEvent(rule: CompiledRule, ev: NormalizedEvent, ts: number, host: Host): void {
     const steps = rule.steps;
     let matched = 0;
@@ -440,17 +383,14 @@ class SequenceState extends RuleState {
       } else if (f(ev)) matched |= 1 << s;
     }
     // Only a first step can start a group: without one and without groups there is nothing to look up.
-    if (matched === 0) return;
-    const start = (matched & 1) !== 0;
-    const h = host.hash(this.sig, rule, ev);
-    if (!start && !this.groups.mayHave(h)) return;
+    if (matched === 0 || (!(matched & 1) && this.groups.size === 0)) return;
     const key = host.key(this.sig, rule, ev);
-    let g = this.groups.find(key, h);
+    let g = this.groups.get(key);
     if (g === undefined) {
-      if (!start) return; // nothing to continue and not a start
+      if (!(matched & 1)) return; // nothing to continue and not a start
       this.makeRoom(this.groups, rule, host, ts, sSize);
       g = { runs: [], until: -Infinity };
-      this.groups.add(key, h, g);
+      this.groups.set(key, g);
     }
     const within = rule.windowMs;
     const id = idOf(ev);
@@ -499,9 +439,16 @@ class SequenceState extends RuleState {
   }
 }
 
-/** Shared empty wait lists: never mutated (a wait is only ever added to an empty list by replacing it with one-element literals). */
-const NO_TIMES: number[] = [];
-const NO_IDS: string[] = [];
+interface Pending {
+  /** The group the wait was opened in (its key and values; it may have been evicted since). */
+  g: AGroup;
+  at: number;
+  deadline: number;
+  id: string;
+  done: boolean;
+}
+/** The waits of a group that has none: shared, never mutated (a wait is only ever added to a list by replacing an empty one with a one-element literal). */
+const NO_WAITS: Pending[] = [];
 interface AGroup {
   key: string;
   /**
@@ -510,90 +457,13 @@ interface AGroup {
    * waits end satisfied, so most groups never need their values (one object less per new group on the hot path).
    */
   group: Record<string, unknown> | undefined;
-  /**
-   * The open waits, in A-time order: `n` of them, the first in `at0`/`id0`, the others in the parallel arrays
-   * `at`/`ids` (A times, A event ids). Not one object per wait, and the first one inline: millions of waits are
-   * opened, nearly all in a group that has no other, and nearly all end satisfied; each object (or array) would
-   * be garbage the collector copies first and a cache miss on the next B.
-   */
-  n: number;
-  at0: number;
-  id0: string;
-  at: number[];
-  ids: string[];
+  pending: Pending[];
   /** Times of recent B events, to satisfy an A that arrives after its B (out of order); made on the first B. */
   seen: number[] | undefined;
   until: number;
 }
 
-const aSize = (g: AGroup) => g.n + (g.seen?.length ?? 0);
-
-/** The A time of a group's i-th open wait. */
-function waitAt(g: AGroup, i: number): number {
-  return i === 0 ? g.at0 : g.at[i - 1]!;
-}
-
-/** Removes a group's open waits [lo, end). */
-function dropWaits(g: AGroup, lo: number, end: number): void {
-  const k = end - lo;
-  if (k === g.n) {
-    g.n = 0;
-    g.id0 = "";
-    g.at = NO_TIMES;
-    g.ids = NO_IDS;
-    return;
-  }
-  if (lo === 0) {
-    // The first left is wait `end`, the (end-1)-th of the arrays.
-    g.at0 = g.at[end - 1]!;
-    g.id0 = g.ids[end - 1]!;
-    g.at.splice(0, end);
-    g.ids.splice(0, end);
-  } else {
-    g.at.splice(lo - 1, k);
-    g.ids.splice(lo - 1, k);
-  }
-  g.n -= k;
-}
-
-/** Adds an open wait in A-time order (after the waits with the same time). */
-function addWait(g: AGroup, ts: number, id: string): void {
-  const n = g.n++;
-  if (n === 0) {
-    g.at0 = ts;
-    g.id0 = id;
-    return;
-  }
-  const at = g.at;
-  if (waitAt(g, n - 1) <= ts) {
-    if (n === 1) {
-      // One-element literals (a push onto [] reserves 17 slots; the empty arrays are shared).
-      g.at = [ts];
-      g.ids = [id];
-    } else {
-      at.push(ts);
-      g.ids.push(id);
-    }
-    return;
-  }
-  if (ts < g.at0) {
-    // The new wait comes first: the old first moves to the front of the arrays.
-    if (n === 1) {
-      g.at = [g.at0];
-      g.ids = [g.id0];
-    } else {
-      at.unshift(g.at0);
-      g.ids.unshift(g.id0);
-    }
-    g.at0 = ts;
-    g.id0 = id;
-    return;
-  }
-  // Somewhere inside the arrays (n ≥ 2 here: with one wait, ts is either ≥ it or < it).
-  const i = upperBound(at, ts);
-  at.splice(i, 0, ts);
-  g.ids.splice(i, 0, id);
-}
+const aSize = (g: AGroup) => g.pending.length + (g.seen?.length ?? 0);
 
 /** A group's values: taken from the event, or (for a one-field string key) from the key when needed. */
 function groupOf(rule: CompiledRule, g: AGroup): Record<string, unknown> {
@@ -607,46 +477,37 @@ function keyIsValue(rule: CompiledRule, key: string): boolean {
 
 /** absence: after A, no B with the same group within T; fires once the watermark passes A + T. */
 class AbsenceState extends RuleState {
-  readonly groups = new GroupMap<AGroup>();
-  /**
-   * Every wait opened, in deadline order (A + T with one T per rule, so A-time order: for in-order events,
-   * opening order), as parallel arrays: A time, A event id, group. An entry whose wait closed early (a B came,
-   * or the group's limit dropped it) stays until the watermark reaches it and is then skipped: it is no longer
-   * its group's first open wait (lazy deletion, no search of the queue per B). Two waits of a group with the
-   * same A time and the same id string are indistinguishable (same deadline, same alert), so time and id are
-   * the wait's identity.
-   */
-  private qa: number[] = [];
-  private qi: string[] = [];
-  private qg: AGroup[] = [];
+  readonly groups = new Map<string, AGroup>();
+  /** Every open wait, in deadline order. */
+  private queue: Pending[] = [];
   private head = 0;
   onEvent(rule: CompiledRule, ev: NormalizedEvent, ts: number, host: Host): void {
     const isB = rule.expect!(ev);
     const isA = rule.after!(ev);
-    if (!isA && !isB) return;
-    const h = host.hash(this.sig, rule, ev);
-    if (!isA && !this.groups.mayHave(h)) return;
+    if (!isA && (!isB || this.groups.size === 0)) return;
     const key = host.key(this.sig, rule, ev);
-    let g = this.groups.find(key, h);
+    let g = this.groups.get(key);
     if (g === undefined) {
       if (!isA) return;
       this.makeRoom(this.groups, rule, host, ts, aSize);
-      g = { key, group: keyIsValue(rule, key) ? undefined : rule.groupValues(ev), n: 0, at0: ts, id0: "", at: NO_TIMES, ids: NO_IDS, seen: undefined, until: -Infinity };
-      this.groups.add(key, h, g);
+      g = { key, group: keyIsValue(rule, key) ? undefined : rule.groupValues(ev), pending: NO_WAITS, seen: undefined, until: -Infinity };
+      this.groups.set(key, g);
     }
     const T = rule.windowMs;
     if (isB) {
       // Waits are in A-time order: the ones this B satisfies (A ≤ b ≤ A + T) are one contiguous run.
-      const n = g.n;
-      if (n !== 0) {
-        let lo = 0;
-        if (g.at0 < ts - T) lo = n === 1 ? 1 : 1 + lowerBound(g.at, ts - T);
-        let end = lo;
-        while (end < n && waitAt(g, end) <= ts) end++;
-        if (end > lo) {
-          dropWaits(g, lo, end);
-          this.entries -= end - lo;
-        }
+      const pend = g.pending;
+      let lo = 0, hi = pend.length;
+      while (lo < hi) {
+        const m = (lo + hi) >>> 1;
+        if (pend[m]!.at < ts - T) lo = m + 1;
+        else hi = m;
+      }
+      let end = lo;
+      while (end < pend.length && pend[end]!.at <= ts) pend[end++]!.done = true;
+      if (end > lo) {
+        pend.splice(lo, end - lo);
+        this.entries -= end - lo;
       }
       const seen = g.seen;
       if (seen === undefined || seen.length === 0) g.seen = [ts];
@@ -664,62 +525,52 @@ class AbsenceState extends RuleState {
         const k = lowerBound(seen, ts);
         if (k < seen.length && seen[k]! <= ts + T) return;
       }
-      if (g.n >= rule.limits.entries) {
-        // The oldest open wait is dropped: its queue entry goes stale.
-        dropWaits(g, 0, 1);
+      if (g.pending.length >= rule.limits.entries) {
+        const old = g.pending.shift()!;
+        old.done = true;
         this.entries--;
         host.limit(rule, this, "entries", ts);
       }
-      const id = idOf(ev);
-      addWait(g, ts, id);
+      const p: Pending = { g, at: ts, deadline: ts + T, id: idOf(ev), done: false };
+      const pend = g.pending;
+      if (pend.length === 0) g.pending = [p]; // a one-element literal (a push onto [] reserves 17 slots)
+      else if (pend[pend.length - 1]!.at <= ts) pend.push(p);
+      else {
+        let i = pend.length;
+        while (i > 0 && pend[i - 1]!.at > ts) i--;
+        pend.splice(i, 0, p);
+      }
       this.entries++;
       // Insert in deadline order (usually at the end).
-      const d = ts + T;
-      const qa = this.qa;
-      let i = qa.length;
-      while (i > this.head && qa[i - 1]! + T > d) i--;
-      if (i === qa.length) {
-        qa.push(ts);
-        this.qi.push(id);
-        this.qg.push(g);
-      } else {
-        qa.splice(i, 0, ts);
-        this.qi.splice(i, 0, id);
-        this.qg.splice(i, 0, g);
-      }
-      host.due(d);
+      const q = this.queue;
+      let i = q.length;
+      while (i > this.head && q[i - 1]!.deadline > p.deadline) i--;
+      if (i === q.length) q.push(p);
+      else q.splice(i, 0, p);
     }
   }
   override onWatermark(rule: CompiledRule, wm: number, host: Host): void {
-    const qa = this.qa, qi = this.qi, qg = this.qg;
-    const T = rule.windowMs;
-    while (this.head < qa.length && qa[this.head]! + T < wm) {
-      const h = this.head++;
-      const p = qg[h]!;
-      const at = qa[h]!;
-      const id = qi[h]!;
-      // Waits of a group leave the queue in the group's order, so an open one is its group's first.
-      if (p.n === 0 || p.at0 !== at || p.id0 !== id) continue;
-      const deadline = at + T;
-      dropWaits(p, 0, 1);
-      // The wait's group may have been evicted since (its waits still fire; suppression is the current group's).
-      const g = this.groups.get(p.key);
+    const q = this.queue;
+    while (this.head < q.length && q[this.head]!.deadline < wm) {
+      const p = q[this.head++]!;
+      if (p.done) continue;
+      p.done = true;
+      const g = this.groups.get(p.g.key);
       if (g) {
-        if (g === p) this.entries--;
-        if (deadline < g.until) continue;
-        g.until = deadline + rule.suppressMs;
+        const i = g.pending.indexOf(p);
+        if (i >= 0) {
+          g.pending.splice(i, 1);
+          this.entries--;
+        }
+        if (p.deadline < g.until) continue;
+        g.until = p.deadline + rule.suppressMs;
       }
-      host.fire(rule, this, p.key, groupOf(rule, p), at, deadline, [id]);
+      host.fire(rule, this, p.g.key, groupOf(rule, p.g), p.at, p.deadline, [p.id]);
     }
-    if (this.head > 1024 && this.head * 2 > qa.length) {
-      this.qa = qa.slice(this.head);
-      this.qi = qi.slice(this.head);
-      this.qg = qg.slice(this.head);
+    if (this.head > 1024 && this.head * 2 > q.length) {
+      this.queue = q.slice(this.head);
       this.head = 0;
     }
-  }
-  override nextDeadline(rule: CompiledRule): number {
-    return this.head < this.qa.length ? this.qa[this.head]! + rule.windowMs : Infinity;
   }
   sweep(rule: CompiledRule, wm: number): void {
     const floor = wm - rule.windowMs;
@@ -730,11 +581,11 @@ class AbsenceState extends RuleState {
         seen!.splice(0, drop);
         this.entries -= drop;
       }
-      if (g.n === 0 && (seen === undefined || seen.length === 0) && g.until <= wm) this.groups.delete(k);
+      if (g.pending.length === 0 && (seen === undefined || seen.length === 0) && g.until <= wm) this.groups.delete(k);
     }
   }
   override pending(): boolean {
-    return this.head < this.qa.length;
+    return this.head < this.queue.length;
   }
   groupCount(): number {
     return this.groups.size;
@@ -806,8 +657,6 @@ export class Engine implements Host {
   /** Per group_by signature: the key of the current event (valid while keyAt[sig] === seq). */
   private keys: string[] = [];
   private keyAt: number[] = [];
-  private hashes: number[] = [];
-  private hashAt: number[] = [];
   private seq = 0;
   /** The last event's timestamp string and its parse (events of one burst share their timestamp). */
   private lastStamp: unknown = undefined;
@@ -822,8 +671,6 @@ export class Engine implements Host {
   /** While warming: conditions that hold are recorded (suppression) but not alerted. */
   private muted = false;
   private nextSweep = -Infinity;
-  /** No absence wait ends before this (a lower bound): until the watermark passes it, moving it is O(1). */
-  private dueAt = Infinity;
   wm = -Infinity;
   events = 0;
   lateEvents = 0;
@@ -868,7 +715,6 @@ export class Engine implements Host {
     if (!this.byAction.has("alert")) this.byAction.set("alert", NONE);
     this.anyAction = dispatchOf(this.runtimes.filter((r) => r.rule.actions === null), (r) => r.where);
     this.withWatermark = this.runtimes.filter((r) => r.rule.kind === "absence");
-    this.dueAt = Math.min(Infinity, ...this.withWatermark.map((r) => r.state.nextDeadline(r.rule)));
     const sigs = new Map<string, number>();
     for (const r of this.runtimes) {
       const s = JSON.stringify(r.rule.groupBy);
@@ -878,8 +724,6 @@ export class Engine implements Host {
     }
     this.keys = new Array<string>(sigs.size).fill("");
     this.keyAt = new Array<number>(sigs.size).fill(-1);
-    this.hashes = new Array<number>(sigs.size).fill(0);
-    this.hashAt = new Array<number>(sigs.size).fill(-1);
     return changed;
   }
 
@@ -939,14 +783,6 @@ export class Engine implements Host {
     this.keys[sig] = k;
     this.keyAt[sig] = this.seq;
     return k;
-  }
-
-  hash(sig: number, rule: CompiledRule, ev: NormalizedEvent): number {
-    if (this.hashAt[sig] === this.seq) return this.hashes[sig]!;
-    const h = keyHash(this.key(sig, rule, ev));
-    this.hashes[sig] = h;
-    this.hashAt[sig] = this.seq;
-    return h;
   }
 
   /** The largest event time seen. */
@@ -1053,15 +889,7 @@ export class Engine implements Host {
   advanceWatermark(t: number): void {
     if (!(t > this.wm)) return;
     this.wm = t;
-    if (this.dueAt < t) {
-      let next = Infinity;
-      for (const rt of this.withWatermark) {
-        rt.state.onWatermark(rt.rule, t, this);
-        const d = rt.state.nextDeadline(rt.rule);
-        if (d < next) next = d;
-      }
-      this.dueAt = next;
-    }
+    for (const rt of this.withWatermark) rt.state.onWatermark(rt.rule, t, this);
     if (t >= this.nextSweep) {
       for (const rt of this.runtimes) rt.state.sweep(rt.rule, t);
       this.nextSweep = t + SWEEP_EVERY_MS;
@@ -1119,10 +947,6 @@ export class Engine implements Host {
       },
     };
     this.onAlert(alert);
-  }
-
-  due(deadline: number): void {
-    if (deadline < this.dueAt) this.dueAt = deadline;
   }
 
   limit(rule: CompiledRule, state: RuleState, which: "groups" | "entries", at: number): void {
