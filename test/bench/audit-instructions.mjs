@@ -17,11 +17,12 @@
 //   invocation counts, and at 100 TurboFan was still compiling the audit's code in the window), VIW_BENCH_WITHOUT
 //   as in audit-handshakes.mjs, VIW_BENCH_KEEP=DIR keeps the callgrind dumps there (callgrind_annotate),
 //   VIW_BENCH_NODE_ARGS adds node options (--perf-basic-prof: KEEP also gets V8's JIT code map, to name JS functions).
-import { execFile as execFileCb, execFileSync, spawn } from "node:child_process";
+import { execFile as execFileCb, execFileSync } from "node:child_process";
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { requireValgrind, spawnUnderCallgrind } from "./callgrind.mjs";
 
 const execFile = promisify(execFileCb);
 const COUNT = Number(process.env.VIW_BENCH_HANDSHAKES ?? 400);
@@ -29,12 +30,7 @@ const WARMUP = Number(process.env.VIW_BENCH_WARMUP ?? 400);
 const BENCH = join(import.meta.dirname, "audit-handshakes.mjs");
 const NODE_ARGS = (process.env.VIW_BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
 const LOAD = join(import.meta.dirname, "audit-load.mjs");
-try {
-  execFileSync("valgrind", ["--version"], { stdio: "pipe" });
-} catch {
-  console.error("audit-instructions: valgrind is not installed (apt-get install valgrind)");
-  process.exit(2);
-}
+requireValgrind("audit-instructions");
 
 const dir = mkdtempSync(join(tmpdir(), "viw-audit-ir-"));
 const files = JSON.parse(execFileSync(process.execPath, [BENCH, "make-ca", dir], { encoding: "utf8" }));
@@ -44,22 +40,7 @@ async function measure(arm) {
   const data = join(dir, `data-${arm}`);
   cpSync(files.data, data, { recursive: true });
   const out = join(dir, `callgrind-${arm}`);
-  const child = spawn(
-    "valgrind",
-    ["--tool=callgrind", "--instr-atstart=no", `--callgrind-out-file=${out}.%p`, process.execPath, "--single-threaded", "--expose-gc", ...NODE_ARGS, BENCH, "serve", JSON.stringify({ arm, data, dir, ...files })],
-    { stdio: ["ignore", "ignore", "pipe", "ipc"] },
-  );
-  let stderr = "";
-  child.stderr.on("data", (d) => (stderr += d));
-  const reply = () =>
-    new Promise((resolve, reject) => {
-      const onExit = (code) => reject(new Error(`arm ${arm}: server exited (${code})\n${stderr.slice(-2000)}`));
-      child.once("exit", onExit);
-      child.once("message", (m) => {
-        child.off("exit", onExit);
-        resolve(m);
-      });
-    });
+  const { child, reply } = spawnUnderCallgrind(`${out}.%p`, ["--expose-gc", ...NODE_ARGS, BENCH, "serve", JSON.stringify({ arm, data, dir, ...files })]);
   const { port } = await reply();
   const load = (count) =>
     execFile(process.execPath, [LOAD, JSON.stringify({ port, ca: files.ca, cert: files.cliCrt, key: files.cliKey, seconds: 3600, count, concurrency: 2, path: "/v1/ca/chain?issuer=int-backend" })]);

@@ -13,6 +13,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import { requireValgrind } from "./callgrind.mjs";
 import { events, generatedRules, stateWith } from "./detect-workload.mjs";
 
 const ROOT = resolve(import.meta.dirname, "../..");
@@ -37,12 +38,7 @@ if (process.argv[2] === "child") {
   process.exit(0);
 }
 
-try {
-  execFileSync("valgrind", ["--version"], { stdio: "pipe" });
-} catch {
-  console.error("detect-instructions: valgrind is not installed (apt-get install valgrind)");
-  process.exit(2);
-}
+requireValgrind("detect-instructions");
 const dir = mkdtempSync(join(tmpdir(), "viw-detect-ir-"));
 const out = process.env.VIW_BENCH_KEEP ?? join(dir, "callgrind.out");
 const load = loadavg()[0];

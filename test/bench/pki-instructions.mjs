@@ -19,6 +19,7 @@ import { generateKeyPairSync } from "node:crypto";
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { requireValgrind, spawnUnderCallgrind } from "./callgrind.mjs";
 const REPO = resolve(import.meta.dirname, "../..");
 const DIST = resolve(process.env.VIW_BENCH_DIST ?? join(REPO, "dist/engine"));
 const LOAD = join(import.meta.dirname, "pki-load.mjs");
@@ -38,12 +39,7 @@ if (process.argv[2] === "serve") {
   process.send({ url: urls.issuance });
   process.on("message", () => process.send({}));
 } else {
-  try {
-    execFileSync("valgrind", ["--version"], { stdio: "pipe" });
-  } catch {
-    console.error("pki-instructions: valgrind is not installed (apt-get install valgrind)");
-    process.exit(2);
-  }
+  requireValgrind("pki-instructions");
   const COUNT = Number(process.env.VIW_BENCH_CERTS ?? 300);
   const WARMUP = Number(process.env.VIW_BENCH_WARMUP ?? 2000);
   const ARMS = process.env.VIW_BENCH_WORKERS ? process.env.VIW_BENCH_WORKERS.split(",").map(Number) : [0, 1];
@@ -81,22 +77,7 @@ if (process.argv[2] === "serve") {
     const armData = join(dir, `data-${workers}`);
     cpSync(data, armData, { recursive: true });
     const out = join(dir, `callgrind-${workers}`);
-    const child = spawn(
-      "valgrind",
-      ["--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes", `--callgrind-out-file=${out}.%p`, process.execPath, "--single-threaded", import.meta.filename, "serve", JSON.stringify({ workers, data: armData, ...files })],
-      { stdio: ["ignore", "ignore", "pipe", "ipc"] },
-    );
-    let stderr = "";
-    child.stderr.on("data", (d) => (stderr += d));
-    const reply = () =>
-      new Promise((resolve, reject) => {
-        const onExit = (code) => reject(new Error(`arm ${workers}: server exited (${code})\n${stderr.slice(-2000)}`));
-        child.once("exit", onExit);
-        child.once("message", (m) => {
-          child.off("exit", onExit);
-          resolve(m);
-        });
-      });
+    const { child, reply } = spawnUnderCallgrind(`${out}.%p`, [import.meta.filename, "serve", JSON.stringify({ workers, data: armData, ...files })], ["--separate-threads=yes"]);
     const { url } = await reply();
     // One load process: its warm-up requests (and the connections' TLS handshakes), then the measured ones.
     const loadCfg = { url: `${url}/v1/certs/issue/server`, concurrency: 16, seconds: 36000, count: WARMUP + COUNT, bodies, ca: files.ca, cert: files.cliCrt, key: files.cliKey, gate: true };
