@@ -1,9 +1,9 @@
-import { createHash, createPublicKey, KeyObject, verify, webcrypto } from "node:crypto";
+import { createHash } from "node:crypto";
 import type { KeyAlgorithm } from "../config/index.js";
 import { children, DerError, oidText, readTlv, type Tlv } from "./der.js";
 import { IssueError } from "./errors.js";
 import { algorithmOfDetails } from "./keys/common.js";
-import type { CryptoWorkers, VerifyResult } from "./workers.js";
+import { checkCsrHere, type CryptoWorkers, type VerifyJob } from "./workers.js";
 import { fromPem, OID_NAMES } from "./x509.js";
 
 export interface Sans {
@@ -80,7 +80,7 @@ const EC_CURVES: Record<string, { crv: string; size: number }> = {
 };
 
 /**
- * The CSR's key as a KeyObject. EC keys go in as the raw point through
+ * The curve of an EC key the check imports as the raw point (checkCsrKey in workers.ts), through
  * WebCrypto's import: OpenSSL 3's SPKI decoder costs about twice a
  * signature check, and the JWK import (EC_KEY_set_public_key_affine_coordinates)
  * runs EC_KEY_check_key, whose order check is one more scalar multiplication
@@ -99,37 +99,6 @@ function ecCurve(der: Buffer, spki: Tlv, bits: Buffer): string | undefined {
     if (curve && bits.length === 1 + 2 * curve.size && bits[0] === 0x04) return curve.crv;
   }
   return undefined;
-}
-
-async function importPublicKey(der: Buffer, spki: Tlv, bits: Buffer): Promise<KeyObject> {
-  const crv = ecCurve(der, spki, bits);
-  if (crv) return KeyObject.from(await webcrypto.subtle.importKey("raw", bits, { name: "ECDSA", namedCurve: crv }, true, ["verify"]));
-  return createPublicKey({ key: der.subarray(spki.start, spki.end), format: "der", type: "spki" });
-}
-
-/** Key import and signature check on this thread (no workers: the CLI, tests, one-core machines). */
-async function verifyHere(der: Buffer, info: Tlv, spki: Tlv, bits: Buffer, hash: string | null | undefined, signature: Buffer): Promise<VerifyResult> {
-  let publicKey: KeyObject;
-  try {
-    publicKey = await importPublicKey(der, spki, bits);
-  } catch (err) {
-    return { keyError: (err as Error).message };
-  }
-  // Verified in the synchronous form: the thread-pool hop of the callback
-  // form (wake a pool thread, then the event loop again) cost more CPU per
-  // certificate than it saved; the hop that pays is a batch to the crypto
-  // workers (workers.ts).
-  let ok = false;
-  if (hash !== undefined) {
-    try {
-      ok = verify(hash, der.subarray(info.start, info.end), publicKey, signature);
-    } catch {
-      ok = false;
-    }
-  }
-  const d = publicKey.asymmetricKeyDetails ?? {};
-  const ids = keyIds(der.subarray(spki.start, spki.end), bits);
-  return { type: publicKey.asymmetricKeyType!, ...(d.namedCurve ? { namedCurve: d.namedCurve } : {}), ...(d.modulusLength ? { modulusLength: d.modulusLength } : {}), ok, ...ids };
 }
 
 /** A key's identifiers as Csr carries them (computed on the crypto workers when there are some). */
@@ -171,30 +140,28 @@ export async function parseCsr(pem: unknown, workers?: CryptoWorkers): Promise<C
   const spkiDer = der.subarray(spki.start, spki.end);
   // The hash is looked up before the check, which runs only for an accepted algorithm; the key is read either way, so a bad key is named as such.
   const hash = sigOid in SIGNATURE_HASHES ? SIGNATURE_HASHES[sigOid] : undefined;
-  let checked: VerifyResult;
-  if (workers) {
-    let crv: string | undefined;
-    try {
-      crv = ecCurve(der, spki, bits);
-    } catch (err) {
-      throw bad(`csr public key cannot be read (${(err as Error).message})`, "key_type");
-    }
-    const copy = new Uint8Array(der);
-    const at = (b: Buffer) => b.byteOffset - der.byteOffset;
-    checked = await workers.verify({
-      der: copy,
-      info: info.start,
-      infoEnd: info.end,
-      sig: at(signature),
-      sigEnd: at(signature) + signature.length,
-      spki: spki.start,
-      spkiEnd: spki.end,
-      bits: at(bits),
-      bitsEnd: at(bits) + bits.length,
-      ...(crv ? { crv } : {}),
-      ...(hash !== undefined ? { hash } : {}),
-    });
-  } else checked = await verifyHere(der, info, spki, bits, hash, signature);
+  let crv: string | undefined;
+  try {
+    crv = ecCurve(der, spki, bits);
+  } catch (err) {
+    throw bad(`csr public key cannot be read (${(err as Error).message})`, "key_type");
+  }
+  const at = (b: Buffer) => b.byteOffset - der.byteOffset;
+  const job: VerifyJob = {
+    der,
+    info: info.start,
+    infoEnd: info.end,
+    sig: at(signature),
+    sigEnd: at(signature) + signature.length,
+    spki: spki.start,
+    spkiEnd: spki.end,
+    bits: at(bits),
+    bitsEnd: at(bits) + bits.length,
+    ...(crv ? { crv } : {}),
+    ...(hash !== undefined ? { hash } : {}),
+  };
+  // To a worker goes a copy of the request alone (a view of a pooled buffer would send the whole pool).
+  const checked = workers ? await workers.verify({ ...job, der: new Uint8Array(der) }) : await checkCsrHere(job);
   if ("keyError" in checked) throw bad(`csr public key cannot be read (${checked.keyError})`, "key_type");
   let keyAlgorithm: KeyAlgorithm;
   try {

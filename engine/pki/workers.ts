@@ -1,3 +1,4 @@
+import * as nodeCrypto from "node:crypto";
 import type { KeyObject } from "node:crypto";
 import { Worker } from "node:worker_threads";
 import type { Signer } from "./signer.js";
@@ -15,44 +16,23 @@ import type { Signer } from "./signer.js";
  *
  * Written as a CommonJS string run with eval: the worker needs only
  * node:crypto, and the same code then runs from the TypeScript sources
- * (tests) and the compiled engine.
+ * (tests) and the compiled engine. The CSR check is `checkCsrKey`'s own text,
+ * so the worker and the event loop (no workers) run one implementation.
  */
 const WORKER = `
 const { parentPort } = require("node:worker_threads");
-const { constants, createHash, createPublicKey, KeyObject, sign, verify, webcrypto } = require("node:crypto");
+const crypto = require("node:crypto");
+const { constants, sign } = crypto;
 const keys = new Map();
 // Wire format (wire* in workers.ts): arrays, not objects, so no key names are serialised per job.
-async function publicKey(j) {
-  // EC keys as the raw point (see importPublicKey in csr.ts for why), anything else through the SPKI decoder.
-  if (j[10]) return KeyObject.from(await webcrypto.subtle.importKey("raw", j[1].subarray(j[8], j[9]), { name: "ECDSA", namedCurve: j[10] }, true, ["verify"]));
-  return createPublicKey({ key: j[1].subarray(j[6], j[7]), format: "der", type: "spki" });
-}
+const checkCsrKey = ${checkCsrKey.toString()};
 parentPort.on("message", async ([id, jobs, fresh]) => {
   if (fresh) for (const [kid, key] of fresh) keys.set(kid, key);
   const out = [];
   for (const j of jobs) {
     try {
       if (j[0] === 0) {
-        let key;
-        try {
-          key = await publicKey(j);
-        } catch (err) {
-          out.push([1, String((err && err.message) || err)]);
-          continue;
-        }
-        const d = key.asymmetricKeyDetails || {};
-        let ok = false;
-        if (j[11] !== undefined) {
-          try {
-            ok = verify(j[11], j[1].subarray(j[2], j[3]), key, j[1].subarray(j[4], j[5]));
-          } catch {
-            ok = false;
-          }
-        }
-        // The key's identifiers too (SKI: SHA-1 of the key bits, RFC 5280 §4.2.1.2 method 1; the record's SHA-256 of the SPKI).
-        const ski = createHash("sha1").update(j[1].subarray(j[8], j[9])).digest();
-        const spkiSha256 = createHash("sha256").update(j[1].subarray(j[6], j[7])).digest("base64");
-        out.push([0, key.asymmetricKeyType, d.namedCurve, d.modulusLength, ok, ski, spkiSha256]);
+        out.push(await checkCsrKey(crypto, j));
       } else {
         const key = keys.get(j[1]);
         if (!key) throw new Error("no key " + j[1] + " on this crypto worker");
@@ -100,6 +80,47 @@ function verifyResult(r: WireReply): VerifyResult {
   if (r[0] !== 0) throw new Error(`CSR check on the crypto worker failed: ${String(r[1])}`);
   const [, type, namedCurve, modulusLength, ok, ski, spkiSha256] = r as unknown as [0, string, string | undefined, number | undefined, boolean, Uint8Array, string];
   return { type, ...(namedCurve ? { namedCurve } : {}), ...(modulusLength ? { modulusLength } : {}), ok, ski, spkiSha256 };
+}
+
+/**
+ * A CSR's key import, proof-of-possession check and key identifiers, on a wire job. It runs on the crypto workers,
+ * whose source embeds this function's text (so it uses nothing but its arguments), and on the event loop when
+ * there are none (`checkCsrHere`).
+ */
+export async function checkCsrKey(c: typeof import("node:crypto"), j: WireJob): Promise<WireReply> {
+  const der = j[1] as Uint8Array;
+  const at = (from: unknown, to: unknown) => der.subarray(from as number, to as number);
+  let key;
+  try {
+    // EC keys as the raw point (see ecCurve in csr.ts for why), anything else through the SPKI decoder.
+    key = j[10]
+      ? c.KeyObject.from(await c.webcrypto.subtle.importKey("raw", at(j[8], j[9]), { name: "ECDSA", namedCurve: j[10] as string }, true, ["verify"]))
+      : c.createPublicKey({ key: at(j[6], j[7]) as Buffer, format: "der", type: "spki" });
+  } catch (err) {
+    return [1, String((err as Error)?.message || err)];
+  }
+  const d = key.asymmetricKeyDetails ?? {};
+  let ok = false;
+  if (j[11] !== undefined) {
+    try {
+      ok = c.verify(j[11] as string | null, at(j[2], j[3]), key, at(j[4], j[5]));
+    } catch {
+      ok = false;
+    }
+  }
+  // The key's identifiers too (SKI: SHA-1 of the key bits, RFC 5280 §4.2.1.2 method 1; the record's SHA-256 of the SPKI).
+  const ski = c.createHash("sha1").update(at(j[8], j[9])).digest();
+  const spkiSha256 = c.createHash("sha256").update(at(j[6], j[7])).digest("base64");
+  return [0, key.asymmetricKeyType, d.namedCurve, d.modulusLength, ok, ski, spkiSha256];
+}
+
+/**
+ * The same check on this thread (the CLI, tests, one-core machines). Verified in the synchronous form: the
+ * thread-pool hop of the callback form (wake a pool thread, then the event loop again) cost more CPU per
+ * certificate than it saved; the hop that pays is a batch to the crypto workers.
+ */
+export async function checkCsrHere(job: VerifyJob): Promise<VerifyResult> {
+  return verifyResult(await checkCsrKey(nodeCrypto, wireVerify(job)));
 }
 
 type Reply = WireReply;
